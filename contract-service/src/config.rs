@@ -1,0 +1,108 @@
+//! Command line and environment: every setting is a flag with an env var.
+
+use std::net::SocketAddr;
+
+use chrono::Duration;
+
+use crate::domain::Rules;
+use shared::auth::AuthArgs;
+use shared::telemetry::LogFormat;
+
+/// `contract-service [serve|migrate] [--listen ADDR] [--database-url URL] [--dev] …`
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "contract-service",
+    version,
+    about = "Contracts, Work Diaries, payments, refunds and billing disputes over gRPC"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Apply database migrations and exit (run as a Kubernetes Job).
+    Migrate,
+}
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to serve gRPC on (port 0 picks a free port).
+    #[arg(
+        long = "listen",
+        env = "LISTEN_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub listen: SocketAddr,
+    /// sqlite://PATH (embedded default) or postgres://… (production).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/contract-service.db"
+    )]
+    pub database_url: String,
+    /// Database pool size.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+}
+
+/// The rule windows of SPEC section 3.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuleArgs {
+    /// Work Diary segment length in minutes.
+    #[arg(long, env = "TIME_SEGMENT_MINUTES", default_value_t = 10)]
+    pub time_segment_minutes: i64,
+    /// Days after payment during which a refund is allowed (inclusive).
+    #[arg(long, env = "REFUND_WINDOW_DAYS", default_value_t = 180)]
+    pub refund_window_days: i64,
+    /// Days after a contract ends during which a bonus may be paid (inclusive).
+    #[arg(long, env = "BONUS_WINDOW_DAYS", default_value_t = 365)]
+    pub bonus_window_days: i64,
+    /// Hours after a billing week ends when its review window opens (Monday 12:00).
+    #[arg(long, env = "REVIEW_WINDOW_OPENS_HOURS", default_value_t = 12)]
+    pub review_window_opens_hours: i64,
+    /// Hours after a billing week ends when its review window closes (Saturday 00:00, exclusive).
+    #[arg(long, env = "REVIEW_WINDOW_CLOSES_HOURS", default_value_t = 120)]
+    pub review_window_closes_hours: i64,
+    /// Hours idempotency keys are kept (at least 24).
+    #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    pub idempotency_retention_hours: i64,
+}
+
+impl RuleArgs {
+    pub fn rules(&self) -> Rules {
+        Rules {
+            segment_minutes: self.time_segment_minutes,
+            refund_window: Duration::days(self.refund_window_days),
+            bonus_window: Duration::days(self.bonus_window_days),
+            review_opens_after_week: Duration::hours(self.review_window_opens_hours),
+            review_closes_after_week: Duration::hours(self.review_window_closes_hours),
+            idempotency_retention: Duration::hours(self.idempotency_retention_hours.max(24)),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults with `--dev`, for tests and the dev launcher.
+    pub fn dev(listen: SocketAddr, database_url: impl Into<String>) -> Self {
+        use clap::Parser;
+        let mut config = Cli::parse_from(["contract-service", "--dev"]).config;
+        config.listen = listen;
+        config.database_url = database_url.into();
+        config.auth = AuthArgs::dev();
+        config
+    }
+}

@@ -1,0 +1,532 @@
+//! The only place with SQL. One implementation serves SQLite and PostgreSQL
+//! (through sqlx's `Any` driver); rules live in `domain`, and this module
+//! only persists and loads, turning constraint violations into domain errors.
+
+use chrono::{DateTime, Utc};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AssertSqlSafe, Executor, Row};
+
+use crate::domain::{
+    Contract, ContractState, ContractType, Dispute, Party, Payment, PaymentKind, Refund, TimeEntry,
+};
+use crate::error::Error;
+use shared::db::Tx;
+use shared::time::{from_micros, to_micros};
+
+const CONTRACT_COLUMNS: &str = "id, client_id, freelancer_id, agency_id, title, contract_type, currency, \
+     hourly_rate_minor, weekly_limit_minutes, allow_manual_time, state, start_at, end_at, ended_by, \
+     end_reason, created_at, updated_at, last_paid_at, net_paid_minor, diary_locked_at";
+
+fn opt_time(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    Ok(row.try_get::<Option<i64>, _>(col)?.map(from_micros))
+}
+
+fn time(row: &AnyRow, col: &str) -> Result<DateTime<Utc>, sqlx::Error> {
+    Ok(from_micros(row.try_get(col)?))
+}
+
+fn flag(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
+
+fn corrupt(col: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: col.to_owned(),
+        source: format!("unexpected value {value:?}").into(),
+    }
+}
+
+fn contract_type_str(t: ContractType) -> &'static str {
+    match t {
+        ContractType::Hourly => "HOURLY",
+        ContractType::FixedPrice => "FIXED_PRICE",
+    }
+}
+
+fn party_str(p: Party) -> &'static str {
+    match p {
+        Party::Client => "CLIENT",
+        Party::Freelancer => "FREELANCER",
+    }
+}
+
+fn kind_str(k: PaymentKind) -> &'static str {
+    match k {
+        PaymentKind::HourlyInvoice => "HOURLY_INVOICE",
+        PaymentKind::FixedPrice => "FIXED_PRICE",
+        PaymentKind::Bonus => "BONUS",
+    }
+}
+
+fn contract_from_row(row: &AnyRow) -> Result<Contract, sqlx::Error> {
+    let contract_type: String = row.try_get("contract_type")?;
+    let state: String = row.try_get("state")?;
+    let ended_by: Option<String> = row.try_get("ended_by")?;
+    Ok(Contract {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        freelancer_id: row.try_get("freelancer_id")?,
+        agency_id: row.try_get("agency_id")?,
+        title: row.try_get("title")?,
+        contract_type: match contract_type.as_str() {
+            "HOURLY" => ContractType::Hourly,
+            "FIXED_PRICE" => ContractType::FixedPrice,
+            other => return Err(corrupt("contract_type", other)),
+        },
+        currency: row.try_get("currency")?,
+        hourly_rate_minor: row.try_get("hourly_rate_minor")?,
+        weekly_limit_minutes: i32::try_from(row.try_get::<i64, _>("weekly_limit_minutes")?)
+            .map_err(|_| corrupt("weekly_limit_minutes", "out of range"))?,
+        allow_manual_time: flag(row, "allow_manual_time")?,
+        state: match state.as_str() {
+            "ACTIVE" => ContractState::Active,
+            "ENDED" => ContractState::Ended,
+            other => return Err(corrupt("state", other)),
+        },
+        start_time: time(row, "start_at")?,
+        end_time: opt_time(row, "end_at")?,
+        ended_by: match ended_by.as_deref() {
+            None => None,
+            Some("CLIENT") => Some(Party::Client),
+            Some("FREELANCER") => Some(Party::Freelancer),
+            Some(other) => return Err(corrupt("ended_by", other)),
+        },
+        end_reason: row.try_get("end_reason")?,
+        create_time: time(row, "created_at")?,
+        update_time: time(row, "updated_at")?,
+        last_payment_time: opt_time(row, "last_paid_at")?,
+        net_paid_minor: row.try_get("net_paid_minor")?,
+        diary_lock_time: opt_time(row, "diary_locked_at")?,
+    })
+}
+
+pub async fn insert_contract(tx: &mut Tx, c: &Contract) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO contracts (id, client_id, freelancer_id, agency_id, title, contract_type, currency, \
+         hourly_rate_minor, weekly_limit_minutes, allow_manual_time, state, start_at, end_at, ended_by, \
+         end_reason, created_at, updated_at, last_paid_at, net_paid_minor, diary_locked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'ACTIVE', $11, NULL, NULL, '', $12, $12, NULL, 0, NULL)",
+    )
+    .bind(&c.id)
+    .bind(&c.client_id)
+    .bind(&c.freelancer_id)
+    .bind(c.agency_id.clone())
+    .bind(&c.title)
+    .bind(contract_type_str(c.contract_type))
+    .bind(&c.currency)
+    .bind(c.hourly_rate_minor)
+    .bind(i64::from(c.weekly_limit_minutes))
+    .bind(i64::from(c.allow_manual_time))
+    .bind(to_micros(c.start_time))
+    .bind(to_micros(c.create_time))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// One contract, through a transaction or a pool.
+pub async fn get_contract<'e, E>(executor: E, id: &str) -> Result<Option<Contract>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let sql = format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.as_ref().map(contract_from_row).transpose()?)
+}
+
+/// Contracts with these ids (any order; missing ids are simply absent).
+pub async fn get_contracts<'e, E>(executor: E, ids: &[String]) -> Result<Vec<Contract>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+    // Only numbered placeholders are interpolated; the ids are bound.
+    let sql = format!(
+        "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for id in ids {
+        query = query.bind(id);
+    }
+    let rows = query.fetch_all(executor).await?;
+    Ok(rows
+        .iter()
+        .map(contract_from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// A page of contracts in id order after `after`, optionally of one party
+/// and/or in one state.
+pub async fn list_contracts<'e, E>(
+    executor: E,
+    party_id: Option<&str>,
+    state: Option<ContractState>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Contract>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let party_filter = if party_id.is_some() {
+        "(client_id = $1 OR freelancer_id = $1 OR agency_id = $1)"
+    } else {
+        "$1 = ''"
+    };
+    let sql = format!(
+        "SELECT {CONTRACT_COLUMNS} FROM contracts \
+         WHERE {party_filter} AND ($2 = '' OR state = $2) AND id > $3 ORDER BY id LIMIT $4"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(party_id.unwrap_or_default())
+        .bind(match state {
+            None => "",
+            Some(ContractState::Active) => "ACTIVE",
+            Some(ContractState::Ended) => "ENDED",
+        })
+        .bind(after.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(contract_from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Ends an active contract and locks its diary in one statement. False when
+/// it was not active (already ended, possibly by a concurrent call).
+pub async fn end_contract(
+    tx: &mut Tx,
+    id: &str,
+    ended_by: Party,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let done = sqlx::query(
+        "UPDATE contracts SET state = 'ENDED', end_at = $2, ended_by = $3, end_reason = $4, \
+         diary_locked_at = $2, updated_at = $2 WHERE id = $1 AND state = 'ACTIVE'",
+    )
+    .bind(id)
+    .bind(to_micros(now))
+    .bind(party_str(ended_by))
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes the diary's write lock for this transaction, if the diary is still
+/// unlocked. Diary writes of one contract are serialised by it, and it waits
+/// for (and then sees) a concurrent EndContract.
+pub async fn lock_diary_for_write(tx: &mut Tx, contract_id: &str) -> Result<bool, Error> {
+    let done = sqlx::query(
+        "UPDATE contracts SET diary_version = diary_version + 1 \
+         WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL",
+    )
+    .bind(contract_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn overlapping_entry_exists(
+    tx: &mut Tx,
+    contract_id: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let row = sqlx::query(
+        "SELECT id FROM time_entries WHERE contract_id = $1 AND start_at < $3 AND end_at > $2 LIMIT 1",
+    )
+    .bind(contract_id)
+    .bind(to_micros(start))
+    .bind(to_micros(end))
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.is_some())
+}
+
+pub async fn insert_time_entry(tx: &mut Tx, e: &TimeEntry) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO time_entries (id, contract_id, start_at, end_at, manual, memo, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&e.id)
+    .bind(&e.contract_id)
+    .bind(to_micros(e.start))
+    .bind(to_micros(e.end))
+    .bind(i64::from(e.manual))
+    .bind(&e.memo)
+    .bind(to_micros(e.create_time))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn time_entry_from_row(row: &AnyRow) -> Result<TimeEntry, sqlx::Error> {
+    Ok(TimeEntry {
+        id: row.try_get("id")?,
+        contract_id: row.try_get("contract_id")?,
+        start: time(row, "start_at")?,
+        end: time(row, "end_at")?,
+        manual: flag(row, "manual")?,
+        memo: row.try_get("memo")?,
+        create_time: time(row, "created_at")?,
+    })
+}
+
+pub async fn get_time_entry(
+    tx: &mut Tx,
+    contract_id: &str,
+    id: &str,
+) -> Result<Option<TimeEntry>, Error> {
+    let row = sqlx::query(
+        "SELECT id, contract_id, start_at, end_at, manual, memo, created_at \
+         FROM time_entries WHERE id = $1 AND contract_id = $2",
+    )
+    .bind(id)
+    .bind(contract_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(time_entry_from_row).transpose()?)
+}
+
+pub async fn delete_time_entry(tx: &mut Tx, id: &str) -> Result<(), Error> {
+    sqlx::query("DELETE FROM time_entries WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Entries starting in `[from, to)`, in start order.
+pub async fn time_entries_between<'e, E>(
+    executor: E,
+    contract_id: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<TimeEntry>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let rows = sqlx::query(
+        "SELECT id, contract_id, start_at, end_at, manual, memo, created_at FROM time_entries \
+         WHERE contract_id = $1 AND start_at >= $2 AND start_at < $3 ORDER BY start_at",
+    )
+    .bind(contract_id)
+    .bind(to_micros(from))
+    .bind(to_micros(to))
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(time_entry_from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Records a payment and adds it to the contract's totals.
+pub async fn insert_payment(tx: &mut Tx, p: &Payment) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO payments (id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8)",
+    )
+    .bind(&p.id)
+    .bind(&p.contract_id)
+    .bind(kind_str(p.kind))
+    .bind(&p.currency)
+    .bind(p.amount_minor)
+    .bind(to_micros(p.paid_at))
+    .bind(&p.memo)
+    .bind(to_micros(p.create_time))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE contracts SET net_paid_minor = net_paid_minor + $2, \
+         last_paid_at = CASE WHEN last_paid_at IS NULL OR last_paid_at < $3 THEN $3 ELSE last_paid_at END, \
+         updated_at = $4 WHERE id = $1",
+    )
+    .bind(&p.contract_id)
+    .bind(p.amount_minor)
+    .bind(to_micros(p.paid_at))
+    .bind(to_micros(p.create_time))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const PAYMENT_COLUMNS: &str =
+    "id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at";
+
+fn payment_from_row(row: &AnyRow) -> Result<Payment, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Payment {
+        id: row.try_get("id")?,
+        contract_id: row.try_get("contract_id")?,
+        kind: match kind.as_str() {
+            "HOURLY_INVOICE" => PaymentKind::HourlyInvoice,
+            "FIXED_PRICE" => PaymentKind::FixedPrice,
+            "BONUS" => PaymentKind::Bonus,
+            other => return Err(corrupt("kind", other)),
+        },
+        currency: row.try_get("currency")?,
+        amount_minor: row.try_get("amount_minor")?,
+        refunded_minor: row.try_get("refunded_minor")?,
+        paid_at: time(row, "paid_at")?,
+        memo: row.try_get("memo")?,
+        create_time: time(row, "created_at")?,
+    })
+}
+
+pub async fn get_payment<'e, E>(executor: E, id: &str) -> Result<Option<Payment>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.as_ref().map(payment_from_row).transpose()?)
+}
+
+pub async fn list_payments<'e, E>(
+    executor: E,
+    contract_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Payment>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE contract_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(contract_id)
+        .bind(after.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(payment_from_row)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Takes `amount` off what is left of a payment, atomically. False when less
+/// than `amount` is left (a concurrent refund may have taken it): refunds can
+/// never add up to more than the payment, whatever the interleaving.
+pub async fn take_refund(tx: &mut Tx, payment_id: &str, amount: i64) -> Result<bool, Error> {
+    let done = sqlx::query(
+        "UPDATE payments SET refunded_minor = refunded_minor + $2 \
+         WHERE id = $1 AND refunded_minor + $2 <= amount_minor",
+    )
+    .bind(payment_id)
+    .bind(amount)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a refund and takes it off the contract's net paid.
+pub async fn insert_refund(tx: &mut Tx, r: &Refund) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO refunds (id, payment_id, contract_id, currency, amount_minor, reason, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&r.id)
+    .bind(&r.payment_id)
+    .bind(&r.contract_id)
+    .bind(&r.currency)
+    .bind(r.amount_minor)
+    .bind(&r.reason)
+    .bind(to_micros(r.create_time))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE contracts SET net_paid_minor = net_paid_minor - $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(&r.contract_id)
+    .bind(r.amount_minor)
+    .bind(to_micros(r.create_time))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Opens a dispute; the database allows one open dispute per contract and week.
+pub async fn insert_dispute(tx: &mut Tx, d: &Dispute) -> Result<(), Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO disputes (id, contract_id, week_start, reason, state, created_at) \
+         VALUES ($1, $2, $3, $4, 'OPEN', $5)",
+    )
+    .bind(&d.id)
+    .bind(&d.contract_id)
+    .bind(to_micros(d.week_start))
+    .bind(&d.reason)
+    .bind(to_micros(d.create_time))
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e)
+            if shared::db::violated_constraint(&e).is_some_and(|c| {
+                c.contains("disputes_one_open_per_week") || c.contains("disputes.contract_id")
+            }) =>
+        {
+            Err(Error::DisputeAlreadyOpen)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn disputes_for_week<'e, E>(
+    executor: E,
+    contract_id: &str,
+    week_start: DateTime<Utc>,
+) -> Result<Vec<Dispute>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let rows = sqlx::query(
+        "SELECT id, contract_id, week_start, reason, created_at FROM disputes \
+         WHERE contract_id = $1 AND week_start = $2 ORDER BY id",
+    )
+    .bind(contract_id)
+    .bind(to_micros(week_start))
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Dispute {
+                id: row.try_get("id")?,
+                contract_id: row.try_get("contract_id")?,
+                week_start: time(row, "week_start")?,
+                reason: row.try_get("reason")?,
+                create_time: time(row, "created_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(Error::from)
+}
+
+/// Migrations of this service for each backend, embedded in the binary.
+pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations {
+    sqlite: &[(
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    )],
+    postgres: &[(
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    )],
+};

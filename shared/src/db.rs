@@ -1,0 +1,274 @@
+//! The database pool. SQLite is the embedded default (a file per service, WAL
+//! mode); PostgreSQL is chosen by a `postgres://` URL. Both are reached through
+//! sqlx's `Any` driver so each service has a single store implementation;
+//! only the migrations differ per backend.
+//!
+//! SQLite allows one writer at a time. Rather than let concurrent writers
+//! collide (and surface "database is locked"), write transactions go through a
+//! one-connection writer pool and start with `BEGIN IMMEDIATE`; reads use a
+//! separate pool and never block on the writer thanks to WAL.
+
+use std::time::Duration;
+
+use sqlx::AnyConnection;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
+
+/// Which database engine is behind a [`Db`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names.
+    pub fn of_url(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(DbError::UnsupportedUrl)
+        }
+    }
+}
+
+/// Failures to open or migrate a database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database URL must start with sqlite: or postgres://")]
+    UnsupportedUrl,
+    #[error("cannot create the SQLite directory {path}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot apply migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub url: String,
+    /// Connections in the (read) pool; PostgreSQL uses one pool for both.
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before the call fails UNAVAILABLE.
+    pub acquire_timeout: Duration,
+}
+
+impl DbOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A service's database: a writer and a reader pool (the same pool on PostgreSQL).
+#[derive(Debug, Clone)]
+pub struct Db {
+    backend: Backend,
+    writer: AnyPool,
+    reader: AnyPool,
+}
+
+/// A write transaction.
+pub type Tx = Transaction<'static, Any>;
+
+impl Db {
+    /// Opens the pools (creating a SQLite file and its directory if needed).
+    /// Connections are made lazily, so a database that is down at start-up
+    /// only fails the calls that need it.
+    pub async fn connect(options: &DbOptions) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(&options.url)?;
+        let base = AnyPoolOptions::new()
+            .acquire_timeout(options.acquire_timeout)
+            .max_connections(options.max_connections);
+        match backend {
+            Backend::Postgres => {
+                let pool = base.connect_lazy(&options.url).map_err(DbError::Connect)?;
+                Ok(Self {
+                    backend,
+                    writer: pool.clone(),
+                    reader: pool,
+                })
+            }
+            Backend::Sqlite => {
+                let url = sqlite_url(&options.url)?;
+                let writer = base
+                    .clone()
+                    .max_connections(1)
+                    .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
+                    .connect(&url)
+                    .await
+                    .map_err(DbError::Connect)?;
+                let reader = base
+                    .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
+                    .connect_lazy(&url)
+                    .map_err(DbError::Connect)?;
+                Ok(Self {
+                    backend,
+                    writer,
+                    reader,
+                })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for reads outside a transaction.
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so a transaction never has to upgrade a read lock
+    /// and can never fail with "database is locked" half-way through.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.writer.begin().await,
+        }
+    }
+
+    /// Applies the service's migrations for this backend.
+    pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
+        let list = match self.backend {
+            Backend::Sqlite => migrations.sqlite,
+            Backend::Postgres => migrations.postgres,
+        };
+        let migrator = Migrator::with_migrations(
+            list.iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        (*description).into(),
+                        MigrationType::Simple,
+                        sql.into_sql_str(),
+                        false,
+                    )
+                })
+                .collect(),
+        );
+        migrator.run(&self.writer).await.map_err(DbError::Migrate)
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// A migration: version, description, SQL.
+pub type MigrationScript = (i64, &'static str, &'static str);
+
+/// A service's migrations for each backend, embedded in its binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub sqlite: &'static [MigrationScript],
+    pub postgres: &'static [MigrationScript],
+}
+
+async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute("PRAGMA foreign_keys = ON").await?;
+    conn.execute("PRAGMA busy_timeout = 10000").await?;
+    Ok(())
+}
+
+/// Makes sure a SQLite URL creates its file, and that the file's directory exists.
+fn sqlite_url(url: &str) -> Result<String, DbError> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path != ":memory:"
+        && let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(if query.contains("mode=") {
+        url.to_owned()
+    } else if query.is_empty() {
+        format!("{url}?mode=rwc")
+    } else {
+        format!("{url}&mode=rwc")
+    })
+}
+
+/// Whether a database error means the database could not be reached (the
+/// call may succeed later: UNAVAILABLE) rather than a bug (INTERNAL).
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            // PostgreSQL: class 08 (connection), 57P01-57P03 (shutdown, cannot connect now),
+            // 53300 too many connections; serialization/deadlock are retryable too.
+            db.code().is_some_and(|c| {
+                c.starts_with("08")
+                    || c.starts_with("57P0")
+                    || c == "53300"
+                    || c == "40001"
+                    || c == "40P01"
+            }) || db.message().contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
+/// The name of the unique or check constraint a database error violated, if any.
+/// SQLite reports columns rather than names, so callers match on a substring
+/// that both backends include (the index name is used in PostgreSQL, the
+/// table.column list in SQLite).
+pub fn violated_constraint(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) if db.is_unique_violation() || db.is_check_violation() => Some(
+            db.constraint()
+                .map(str::to_owned)
+                .unwrap_or_else(|| db.message().to_owned()),
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_create_their_file() {
+        let dir = std::env::temp_dir().join(format!("db-url-{}", std::process::id()));
+        let url = format!("sqlite://{}/x.db", dir.display());
+        assert_eq!(sqlite_url(&url).expect("ok"), format!("{url}?mode=rwc"));
+        assert!(dir.is_dir());
+        let ro = format!("{url}?mode=ro");
+        assert_eq!(sqlite_url(&ro).expect("ok"), ro);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn only_sqlite_and_postgres_urls_are_accepted() {
+        assert_eq!(Backend::of_url("sqlite://a.db").ok(), Some(Backend::Sqlite));
+        assert_eq!(
+            Backend::of_url("postgres://h/db").ok(),
+            Some(Backend::Postgres)
+        );
+        assert!(Backend::of_url("mysql://h/db").is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! What both services share: the generated wire contract, authentication,
+//! error-to-status mapping, input validation, the database pool, idempotency,
+//! the outbox, paging, telemetry, the clock and the gRPC server builder.
+
+pub mod auth;
+pub mod clock;
+pub mod db;
+pub mod idempotency;
+pub mod ids;
+pub mod outbox;
+pub mod paging;
+pub mod proto;
+pub mod server;
+pub mod status;
+pub mod telemetry;
+pub mod time;
+pub mod validate;

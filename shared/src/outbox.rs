@@ -1,0 +1,159 @@
+//! The transactional outbox. A state change and its event commit in one
+//! transaction ([`append`]); a relay then gives committed events a gap-free,
+//! increasing sequence number in commit order ([`Relay`]), which is the
+//! cursor `WatchEvents` resumes from. Sequencing after commit (rather than
+//! with an auto-increment id) matters on PostgreSQL, where ids are handed out
+//! before commit: a reader following ids could skip an event whose
+//! transaction commits late, and a rolled-back id would leave a gap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use tokio::sync::{Notify, watch};
+
+use crate::db::{Db, Tx};
+
+/// An event as stored: its sequence and encoded payload.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub sequence: i64,
+    pub event_id: String,
+    pub payload: Vec<u8>,
+}
+
+/// Adds an event to the outbox inside the state change's transaction.
+pub async fn append(
+    tx: &mut Tx,
+    event_id: &str,
+    subject_id: &str,
+    kind: &str,
+    payload: Vec<u8>,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO outbox (event_id, subject_id, kind, payload, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(event_id)
+    .bind(subject_id)
+    .bind(kind)
+    .bind(payload)
+    .bind(crate::time::to_micros(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Sequenced events after `after`, oldest first.
+pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, event_id, payload FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db.reader())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredEvent {
+                sequence: row.try_get("seq")?,
+                event_id: row.try_get("event_id")?,
+                payload: row.try_get("payload")?,
+            })
+        })
+        .collect()
+}
+
+/// Gives committed, unsequenced events their sequence numbers. Returns the
+/// highest sequence now assigned.
+pub async fn sequence_pending(db: &Db) -> Result<i64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // Locks the head row: relays of several replicas take turns.
+    let last: i64 = sqlx::query_scalar(
+        "UPDATE outbox_head SET last_seq = last_seq WHERE id = 1 RETURNING last_seq",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let assigned = sqlx::query(
+        "UPDATE outbox SET seq = numbered.seq \
+         FROM (SELECT id, $1 + ROW_NUMBER() OVER (ORDER BY id) AS seq \
+               FROM outbox WHERE seq IS NULL ORDER BY id LIMIT 1000) AS numbered \
+         WHERE outbox.id = numbered.id",
+    )
+    .bind(last)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if assigned == 0 {
+        tx.rollback().await?;
+        return Ok(last);
+    }
+    let head = last + assigned as i64;
+    sqlx::query("UPDATE outbox_head SET last_seq = $1 WHERE id = 1")
+        .bind(head)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(head)
+}
+
+/// Runs the sequencing loop and tells watchers about new events.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    wake: Arc<Notify>,
+    head: watch::Sender<i64>,
+}
+
+impl Default for Relay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Relay {
+    pub fn new() -> Self {
+        Self {
+            wake: Arc::new(Notify::new()),
+            head: watch::Sender::new(0),
+        }
+    }
+
+    /// Call after committing a transaction that appended events.
+    pub fn poke(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A receiver that changes whenever new events are sequenced.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.head.subscribe()
+    }
+
+    /// Sequences events until `stop` resolves: at once when poked, and every
+    /// `interval` anyway (events committed by other replicas).
+    pub async fn run(self, db: Db, interval: Duration, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            match sequence_pending(&db).await {
+                Ok(head) => {
+                    self.head.send_if_modified(|h| {
+                        let changed = *h != head;
+                        *h = head;
+                        changed
+                    });
+                }
+                Err(err) => tracing::warn!(error = %err, "outbox relay could not sequence events"),
+            }
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+        // One last pass so events committed during shutdown are sequenced.
+        if let Err(err) = sequence_pending(&db).await {
+            tracing::warn!(error = %err, "outbox relay could not sequence events at shutdown");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Code generated from `proto/` and the descriptor set served by reflection.
+
+/// `marketplace.contract.v1`: the contract service's wire contract.
+pub mod contract {
+    pub mod v1 {
+        tonic::include_proto!("marketplace.contract.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every proto file, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
