@@ -1,0 +1,1061 @@
+//! contract-service through its gRPC API: every rule of SPEC section 3 at its
+//! boundaries, the Work Diary lock under concurrency, idempotency, paging,
+//! bad input and the outbox.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use e2e::{TestApp, TestBackend, as_service, as_user, at, backend_tests, ts, usd};
+use shared::proto::contract::v1 as pb;
+use shared::status::{reason, violated_fields};
+use tokio::sync::Barrier;
+use tonic::Code;
+
+fn assert_failed(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, why: &str) {
+    let status = result.expect_err("call should have failed");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(reason(&status).as_deref(), Some(why), "{status:?}");
+}
+
+fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &str) {
+    let status = result.expect_err("call should have failed");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        violated_fields(&status).iter().any(|f| f == field),
+        "expected a violation of {field}, got {status:?}"
+    );
+}
+
+async fn ending_a_contract_locks_the_work_diary(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let entry = app
+        .log_time("free-1", &c.id, at("2026-11-18T09:00:00Z"), 30)
+        .await
+        .expect("log time while active");
+
+    let ended = app
+        .end_contract("client-1", &c.id, "")
+        .await
+        .expect("client ends");
+    let contract = ended.contract.expect("contract");
+    assert_eq!(contract.state, pb::ContractState::Ended as i32);
+    assert_eq!(contract.ended_by, pb::Party::Client as i32);
+    assert!(contract.diary_locked);
+    assert_eq!(contract.diary_lock_time, contract.end_time);
+    assert_eq!(contract.end_time, Some(ts(app.now())));
+    let codes: Vec<_> = ended.checklist.iter().map(|i| i.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "REVOKE_ACCESS",
+            "CONFIRM_WORK_RECEIVED",
+            "REMOVE_PROPERTY",
+            "LEAVE_FEEDBACK"
+        ]
+    );
+
+    assert_failed(
+        app.log_time("free-1", &c.id, at("2026-11-18T09:30:00Z"), 10)
+            .await,
+        Code::FailedPrecondition,
+        "WORK_DIARY_LOCKED",
+    );
+    let delete = app
+        .contracts
+        .clone()
+        .delete_time_entry(as_user(
+            "free-1",
+            pb::DeleteTimeEntryRequest {
+                contract_id: c.id.clone(),
+                time_entry_id: entry.id.clone(),
+                request_id: String::new(),
+            },
+        ))
+        .await;
+    assert_failed(delete, Code::FailedPrecondition, "WORK_DIARY_LOCKED");
+
+    let diary = app
+        .work_diary("client-1", &c.id, None)
+        .await
+        .expect("diary");
+    assert!(diary.locked);
+    assert_eq!(diary.lock_time, contract.end_time);
+    assert_eq!(diary.time_entries.len(), 1);
+    assert_eq!(diary.logged_minutes, 30);
+}
+
+async fn either_party_may_end_but_nobody_else(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let stranger = app
+        .end_contract("mallory", &c.id, "")
+        .await
+        .expect_err("stranger");
+    assert_eq!(stranger.code(), Code::PermissionDenied);
+    // An unknown contract reads exactly like someone else's.
+    let unknown_id = shared::ids::new_id("ctr");
+    let unknown = app
+        .end_contract("mallory", &unknown_id, "")
+        .await
+        .expect_err("unknown");
+    assert_eq!(unknown.code(), Code::PermissionDenied);
+    assert_eq!(
+        unknown.message().replace(&unknown_id, "ID"),
+        stranger.message().replace(&c.id, "ID")
+    );
+    let by_freelancer = app
+        .end_contract("free-1", &c.id, "")
+        .await
+        .expect("freelancer ends");
+    assert_eq!(
+        by_freelancer.contract.expect("contract").ended_by,
+        pb::Party::Freelancer as i32
+    );
+    // A service reading an unknown contract learns it does not exist.
+    let missing = app
+        .get_contract(as_service(
+            "feedback",
+            &["contracts:read"],
+            pb::GetContractRequest {
+                contract_id: unknown_id,
+            },
+        ))
+        .await;
+    assert_failed(missing, Code::NotFound, "NOT_FOUND");
+}
+
+async fn ending_twice_fails_unless_it_is_a_retry(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let first = app
+        .end_contract("client-1", &c.id, "end-1")
+        .await
+        .expect("end");
+    app.set_time(app.now() + Duration::minutes(5));
+    let retry = app
+        .end_contract("client-1", &c.id, "end-1")
+        .await
+        .expect("retry");
+    assert_eq!(retry, first, "a retry returns the first result");
+    assert_failed(
+        app.end_contract("client-1", &c.id, "").await,
+        Code::FailedPrecondition,
+        "CONTRACT_ALREADY_ENDED",
+    );
+    assert_failed(
+        app.end_contract("client-1", &c.id, "end-2").await,
+        Code::FailedPrecondition,
+        "CONTRACT_ALREADY_ENDED",
+    );
+    let changed = app
+        .contracts
+        .clone()
+        .end_contract(as_user(
+            "client-1",
+            pb::EndContractRequest {
+                contract_id: c.id.clone(),
+                reason: "other".into(),
+                request_id: "end-1".into(),
+            },
+        ))
+        .await;
+    assert_invalid(changed, "request_id");
+}
+
+async fn end_contract_racing_log_time_leaves_nothing_after_the_lock(backend: TestBackend) {
+    let app = Arc::new(TestApp::spawn(&backend).await);
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let writers = 48;
+    let barrier = Arc::new(Barrier::new(writers + 1));
+    let mut tasks = Vec::new();
+    for i in 0..writers {
+        let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            // Distinct segments from Monday on, so only the lock can refuse them.
+            let start = at("2026-11-16T00:00:00Z") + Duration::minutes(10 * i as i64);
+            app.log_time("free-1", &id, start, 10).await
+        }));
+    }
+    let ender = {
+        let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            tokio::task::yield_now().await;
+            app.end_contract("client-1", &id, "").await
+        })
+    };
+    let mut accepted = Vec::new();
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(entry) => accepted.push(entry.id),
+            Err(status) => assert_eq!(
+                reason(&status).as_deref(),
+                Some("WORK_DIARY_LOCKED"),
+                "{status:?}"
+            ),
+        }
+    }
+    ender.await.expect("join").expect("end contract");
+
+    // Every accepted entry is in the diary, and nothing else is.
+    let diary = app
+        .work_diary("client-1", &c.id, None)
+        .await
+        .expect("diary");
+    let mut stored: Vec<_> = diary.time_entries.iter().map(|e| e.id.clone()).collect();
+    stored.sort();
+    accepted.sort();
+    assert_eq!(stored, accepted);
+    // In commit order, no TimeLogged follows ContractEnded.
+    let events = app_events(&app, 2 + accepted.len()).await;
+    let end_at = events
+        .iter()
+        .position(|e| matches!(e.payload, Some(pb::event::Payload::ContractEnded(_))))
+        .expect("ContractEnded event");
+    assert!(
+        events[end_at..]
+            .iter()
+            .all(|e| !matches!(e.payload, Some(pb::event::Payload::TimeLogged(_)))),
+        "time was logged after the diary locked"
+    );
+    assert_eq!(events.len(), 2 + accepted.len());
+    // After the end, every attempt fails.
+    assert_failed(
+        app.log_time("free-1", &c.id, at("2026-11-18T09:50:00Z"), 10)
+            .await,
+        Code::FailedPrecondition,
+        "WORK_DIARY_LOCKED",
+    );
+}
+
+/// The first `count` events of the outbox, in sequence order.
+async fn app_events(app: &TestApp, count: usize) -> Vec<pb::Event> {
+    use futures::StreamExt;
+    let mut stream = app
+        .contracts
+        .clone()
+        .watch_events(as_service(
+            "audit",
+            &["events:read"],
+            pb::WatchEventsRequest { after_sequence: 0 },
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+            .await
+            .expect("event within 10 s")
+            .expect("stream open")
+            .expect("event");
+        events.push(next.event.expect("event"));
+    }
+    events
+}
+
+async fn time_is_logged_in_segments_inside_the_current_week(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    // Now is Wednesday 2026-11-18 10:00 UTC.
+    app.log_time("free-1", &c.id, at("2026-11-18T09:50:00Z"), 10)
+        .await
+        .expect("last segment before now");
+    app.log_time("free-1", &c.id, at("2026-11-16T00:00:00Z"), 10)
+        .await
+        .expect("first segment of the week");
+    assert_failed(
+        app.log_time("free-1", &c.id, at("2026-11-15T23:50:00Z"), 10)
+            .await,
+        Code::FailedPrecondition,
+        "OUTSIDE_CURRENT_WEEK",
+    );
+    assert_failed(
+        app.log_time("free-1", &c.id, at("2026-11-18T10:00:00Z"), 10)
+            .await,
+        Code::FailedPrecondition,
+        "TIME_IN_FUTURE",
+    );
+    assert_failed(
+        app.log_time("free-1", &c.id, at("2026-11-18T09:40:00Z"), 20)
+            .await,
+        Code::FailedPrecondition,
+        "TIME_ENTRY_OVERLAP",
+    );
+    assert_invalid(
+        app.log_time("free-1", &c.id, at("2026-11-18T09:05:00Z"), 10)
+            .await,
+        "start_time",
+    );
+    assert_invalid(
+        app.log_time("free-1", &c.id, at("2026-11-18T09:00:00Z"), 15)
+            .await,
+        "minutes",
+    );
+    assert_invalid(
+        app.log_time("free-1", &c.id, at("2026-11-18T09:00:00Z"), 0)
+            .await,
+        "minutes",
+    );
+    let by_client = app
+        .log_time("client-1", &c.id, at("2026-11-18T09:00:00Z"), 10)
+        .await;
+    assert_eq!(
+        by_client.expect_err("client").code(),
+        Code::PermissionDenied
+    );
+
+    let manual_off = app
+        .create_contract(pb::CreateContractRequest {
+            client_id: "client-1".into(),
+            freelancer_id: "free-1".into(),
+            title: "No manual time".into(),
+            r#type: pb::ContractType::Hourly as i32,
+            currency_code: "USD".into(),
+            hourly_rate_minor: 5_000,
+            weekly_limit_minutes: 600,
+            allow_manual_time: Some(false),
+            start_time: Some(ts(at("2026-11-01T00:00:00Z"))),
+            request_id: String::new(),
+            agency_id: String::new(),
+        })
+        .await
+        .expect("contract");
+    let manual = app
+        .contracts
+        .clone()
+        .log_time(as_user(
+            "free-1",
+            pb::LogTimeRequest {
+                contract_id: manual_off.id.clone(),
+                start_time: Some(ts(at("2026-11-18T08:00:00Z"))),
+                minutes: 10,
+                manual: true,
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_failed(manual, Code::FailedPrecondition, "MANUAL_TIME_NOT_ALLOWED");
+    app.log_time("free-1", &manual_off.id, at("2026-11-18T08:00:00Z"), 10)
+        .await
+        .expect("tracked time is fine");
+
+    let fixed = app
+        .create_contract(pb::CreateContractRequest {
+            client_id: "client-1".into(),
+            freelancer_id: "free-1".into(),
+            title: "Logo".into(),
+            r#type: pb::ContractType::FixedPrice as i32,
+            currency_code: "USD".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("fixed-price contract");
+    assert_failed(
+        app.log_time("free-1", &fixed.id, at("2026-11-18T09:00:00Z"), 10)
+            .await,
+        Code::FailedPrecondition,
+        "CONTRACT_NOT_HOURLY",
+    );
+}
+
+async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app
+        .create_contract(pb::CreateContractRequest {
+            client_id: "client-1".into(),
+            freelancer_id: "free-1".into(),
+            title: "Capped".into(),
+            r#type: pb::ContractType::Hourly as i32,
+            currency_code: "USD".into(),
+            hourly_rate_minor: 6_000,
+            weekly_limit_minutes: 60,
+            start_time: Some(ts(at("2026-11-01T00:00:00Z"))),
+            ..Default::default()
+        })
+        .await
+        .expect("contract");
+    app.log_time("free-1", &c.id, at("2026-11-17T08:00:00Z"), 50)
+        .await
+        .expect("log");
+    let second = app
+        .log_time("free-1", &c.id, at("2026-11-17T09:00:00Z"), 30)
+        .await
+        .expect("log");
+    assert_eq!(second.billable_minutes, 10);
+    let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
+    assert_eq!((diary.logged_minutes, diary.billable_minutes), (80, 60));
+    let week = app
+        .contracts
+        .clone()
+        .get_billing_week(as_user(
+            "client-1",
+            pb::GetBillingWeekRequest {
+                contract_id: c.id.clone(),
+                week_time: None,
+            },
+        ))
+        .await
+        .expect("billing week")
+        .into_inner();
+    assert_eq!((week.logged_minutes, week.billable_minutes), (80, 60));
+    assert_eq!(week.amount, Some(usd(6_000)));
+    assert_eq!(
+        week.review_window_start_time,
+        Some(ts(at("2026-11-23T12:00:00Z")))
+    );
+    assert_eq!(
+        week.review_window_end_time,
+        Some(ts(at("2026-11-27T23:59:59Z")))
+    );
+    assert!(!week.review_window_open);
+}
+
+async fn time_entries_are_deleted_only_in_the_current_week(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let keep = app
+        .log_time("free-1", &c.id, at("2026-11-17T08:00:00Z"), 10)
+        .await
+        .expect("log");
+    let gone = app
+        .log_time("free-1", &c.id, at("2026-11-17T09:00:00Z"), 10)
+        .await
+        .expect("log");
+    let delete = |id: String, user: &'static str| {
+        let mut client = app.contracts.clone();
+        let contract_id = c.id.clone();
+        async move {
+            client
+                .delete_time_entry(as_user(
+                    user,
+                    pb::DeleteTimeEntryRequest {
+                        contract_id,
+                        time_entry_id: id,
+                        request_id: String::new(),
+                    },
+                ))
+                .await
+        }
+    };
+    assert_eq!(
+        delete(gone.id.clone(), "client-1")
+            .await
+            .expect_err("client")
+            .code(),
+        Code::PermissionDenied
+    );
+    delete(gone.id.clone(), "free-1")
+        .await
+        .expect("delete this week's entry");
+    assert_failed(
+        delete(gone.id.clone(), "free-1").await,
+        Code::NotFound,
+        "NOT_FOUND",
+    );
+    app.set_time(at("2026-11-23T00:00:00Z"));
+    assert_failed(
+        delete(keep.id.clone(), "free-1").await,
+        Code::FailedPrecondition,
+        "OUTSIDE_CURRENT_WEEK",
+    );
+    let last_week = app
+        .work_diary("free-1", &c.id, Some(at("2026-11-17T00:00:00Z")))
+        .await
+        .expect("diary");
+    assert_eq!(last_week.time_entries.len(), 1);
+}
+
+async fn refunds_are_allowed_for_180_days_up_to_what_was_paid(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app
+        .create_contract(pb::CreateContractRequest {
+            client_id: "client-1".into(),
+            freelancer_id: "free-1".into(),
+            agency_id: "agency-1".into(),
+            title: "Agency work".into(),
+            r#type: pb::ContractType::FixedPrice as i32,
+            currency_code: "USD".into(),
+            start_time: Some(ts(at("2026-01-01T00:00:00Z"))),
+            ..Default::default()
+        })
+        .await
+        .expect("contract");
+    let paid_at = at("2026-02-01T00:00:00Z");
+    let payment = app
+        .pay(&c.id, pb::PaymentKind::FixedPrice, 10_000, paid_at, "pay-1")
+        .await
+        .expect("pay");
+    app.end_contract("client-1", &c.id, "")
+        .await
+        .expect("end: refunds still allowed");
+
+    app.set_time(paid_at + Duration::days(180));
+    assert_eq!(
+        app.refund("client-1", &payment.id, 100, "r0")
+            .await
+            .expect_err("client")
+            .code(),
+        Code::PermissionDenied
+    );
+    let refund = app
+        .refund("free-1", &payment.id, 4_000, "r1")
+        .await
+        .expect("refund on day 180");
+    assert_eq!(
+        refund.payment.expect("payment").refunded_amount,
+        Some(usd(4_000))
+    );
+    app.refund("agency-1", &payment.id, 1_000, "r2")
+        .await
+        .expect("agency refunds");
+    assert_failed(
+        app.refund("free-1", &payment.id, 5_001, "r3").await,
+        Code::FailedPrecondition,
+        "REFUND_EXCEEDS_REMAINING",
+    );
+    assert_invalid(
+        app.refund("free-1", &payment.id, 0, "r4").await,
+        "amount.amount_minor",
+    );
+    assert_invalid(
+        app.refund("free-1", &payment.id, 100, "").await,
+        "request_id",
+    );
+    app.set_time(paid_at + Duration::days(180) + Duration::seconds(1));
+    assert_failed(
+        app.refund("free-1", &payment.id, 100, "r5").await,
+        Code::FailedPrecondition,
+        "REFUND_WINDOW_PASSED",
+    );
+    let contract = app
+        .get_contract(as_user(
+            "client-1",
+            pb::GetContractRequest {
+                contract_id: c.id.clone(),
+            },
+        ))
+        .await
+        .expect("contract");
+    assert_eq!(contract.net_paid, Some(usd(5_000)));
+    assert_eq!(contract.last_payment_time, Some(ts(paid_at)));
+}
+
+async fn concurrent_refunds_never_exceed_the_payment(backend: TestBackend) {
+    let app = Arc::new(TestApp::spawn(&backend).await);
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let payment = app
+        .pay(
+            &c.id,
+            pb::PaymentKind::HourlyInvoice,
+            1_000,
+            app.now() - Duration::days(1),
+            "pay-1",
+        )
+        .await
+        .expect("pay");
+    let barrier = Arc::new(Barrier::new(25));
+    let tasks: Vec<_> = (0..25)
+        .map(|i| {
+            let (app, barrier, id) = (app.clone(), barrier.clone(), payment.id.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.refund("free-1", &id, 100, &format!("refund-{i}")).await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(_) => ok += 1,
+            Err(status) => assert_eq!(
+                reason(&status).as_deref(),
+                Some("REFUND_EXCEEDS_REMAINING"),
+                "{status:?}"
+            ),
+        }
+    }
+    assert_eq!(ok, 10);
+    let contract = app
+        .get_contract(as_user(
+            "free-1",
+            pb::GetContractRequest {
+                contract_id: c.id.clone(),
+            },
+        ))
+        .await
+        .expect("contract");
+    assert_eq!(contract.net_paid, Some(usd(0)));
+}
+
+async fn hours_are_disputed_only_inside_the_review_window(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let week = at("2026-11-17T12:00:00Z");
+    app.set_time(at("2026-11-23T11:59:59Z"));
+    assert_failed(
+        app.dispute("client-1", &c.id, week).await,
+        Code::FailedPrecondition,
+        "DISPUTE_WINDOW_CLOSED",
+    );
+    app.set_time(at("2026-11-23T12:00:00Z"));
+    assert_eq!(
+        app.dispute("free-1", &c.id, week)
+            .await
+            .expect_err("freelancer")
+            .code(),
+        Code::PermissionDenied
+    );
+    let dispute = app
+        .dispute("client-1", &c.id, week)
+        .await
+        .expect("dispute at Monday noon");
+    assert_eq!(
+        dispute.week_start_time,
+        Some(ts(at("2026-11-16T00:00:00Z")))
+    );
+    assert_failed(
+        app.dispute("client-1", &c.id, week).await,
+        Code::FailedPrecondition,
+        "DISPUTE_ALREADY_OPEN",
+    );
+
+    // The next week, after the contract ended: Friday 23:59:59 is in, Saturday 00:00 is out.
+    let next_week = at("2026-11-24T12:00:00Z");
+    app.end_contract("client-1", &c.id, "").await.expect("end");
+    app.set_time(at("2026-12-04T23:59:59Z"));
+    app.dispute("client-1", &c.id, next_week)
+        .await
+        .expect("dispute on Friday 23:59:59");
+    let other = app.hourly_contract("client-1", "free-2").await;
+    app.set_time(at("2026-12-05T00:00:00Z"));
+    assert_failed(
+        app.dispute("client-1", &other.id, next_week).await,
+        Code::FailedPrecondition,
+        "DISPUTE_WINDOW_CLOSED",
+    );
+    let billing = app
+        .contracts
+        .clone()
+        .get_billing_week(as_user(
+            "client-1",
+            pb::GetBillingWeekRequest {
+                contract_id: c.id.clone(),
+                week_time: Some(ts(week)),
+            },
+        ))
+        .await
+        .expect("billing week")
+        .into_inner();
+    assert_eq!(billing.disputes.len(), 1);
+}
+
+async fn payments_are_recorded_once_per_request_id(backend: TestBackend) {
+    let app = Arc::new(TestApp::spawn(&backend).await);
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let paid_at = app.now() - Duration::hours(1);
+    let barrier = Arc::new(Barrier::new(12));
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.pay(
+                    &id,
+                    pb::PaymentKind::HourlyInvoice,
+                    2_500,
+                    paid_at,
+                    "invoice-7",
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(
+            task.await
+                .expect("join")
+                .expect("same request, same answer")
+                .id,
+        );
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one payment for one request_id");
+    let contract = app
+        .get_contract(as_user(
+            "client-1",
+            pb::GetContractRequest {
+                contract_id: c.id.clone(),
+            },
+        ))
+        .await
+        .expect("contract");
+    assert_eq!(contract.net_paid, Some(usd(2_500)));
+    assert_invalid(
+        app.pay(
+            &c.id,
+            pb::PaymentKind::HourlyInvoice,
+            2_600,
+            paid_at,
+            "invoice-7",
+        )
+        .await,
+        "request_id",
+    );
+    assert_invalid(
+        app.pay(&c.id, pb::PaymentKind::HourlyInvoice, 100, paid_at, "")
+            .await,
+        "request_id",
+    );
+    assert_invalid(
+        app.pay(&c.id, pb::PaymentKind::FixedPrice, 100, paid_at, "p-kind")
+            .await,
+        "kind",
+    );
+    assert_invalid(
+        app.pay(
+            &c.id,
+            pb::PaymentKind::HourlyInvoice,
+            100,
+            app.now() + Duration::seconds(1),
+            "p-future",
+        )
+        .await,
+        "paid_time",
+    );
+    let as_user_call = app
+        .contracts
+        .clone()
+        .record_payment(as_user(
+            "client-1",
+            pb::RecordPaymentRequest {
+                contract_id: c.id.clone(),
+                kind: pb::PaymentKind::Bonus as i32,
+                amount: Some(usd(100)),
+                paid_time: Some(ts(paid_at)),
+                memo: String::new(),
+                request_id: "x".into(),
+            },
+        ))
+        .await;
+    assert_eq!(
+        as_user_call.expect_err("user").code(),
+        Code::PermissionDenied
+    );
+}
+
+async fn bonuses_are_accepted_until_365_days_after_the_end(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let ended = app.end_contract("client-1", &c.id, "").await.expect("end");
+    let end = shared::time::from_proto(
+        &ended
+            .contract
+            .expect("contract")
+            .end_time
+            .expect("end time"),
+    )
+    .expect("time");
+    app.set_time(end + Duration::days(400));
+    app.pay(
+        &c.id,
+        pb::PaymentKind::Bonus,
+        500,
+        end + Duration::days(365),
+        "bonus-1",
+    )
+    .await
+    .expect("bonus on day 365");
+    assert_failed(
+        app.pay(
+            &c.id,
+            pb::PaymentKind::Bonus,
+            500,
+            end + Duration::days(365) + Duration::seconds(1),
+            "bonus-2",
+        )
+        .await,
+        Code::FailedPrecondition,
+        "BONUS_WINDOW_PASSED",
+    );
+    app.pay(
+        &c.id,
+        pb::PaymentKind::HourlyInvoice,
+        700,
+        end + Duration::days(3),
+        "final-invoice",
+    )
+    .await
+    .expect("final invoice after the end");
+}
+
+async fn bad_input_names_the_field_and_writes_nothing(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let bad = app
+        .create_contract(pb::CreateContractRequest {
+            client_id: "client 1".into(),
+            freelancer_id: String::new(),
+            title: "bell\u{7}".into(),
+            r#type: 9,
+            currency_code: "usd".into(),
+            hourly_rate_minor: -5,
+            weekly_limit_minutes: 15,
+            start_time: Some(prost_types::Timestamp {
+                seconds: 0,
+                nanos: -1,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&bad);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "client_id",
+            "currency_code",
+            "freelancer_id",
+            "hourly_rate_minor",
+            "start_time",
+            "title",
+            "type",
+            "weekly_limit_minutes"
+        ]
+    );
+    let listed = app
+        .contracts
+        .clone()
+        .list_contracts(as_service(
+            "ops",
+            &["contracts:read"],
+            pb::ListContractsRequest::default(),
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(listed.contracts.is_empty(), "nothing was written");
+
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let long = "x".repeat(5_001);
+    let dispute = app
+        .contracts
+        .clone()
+        .dispute_hours(as_user(
+            "client-1",
+            pb::DisputeHoursRequest {
+                contract_id: c.id.clone(),
+                week_time: None,
+                reason: long,
+                request_id: String::new(),
+            },
+        ))
+        .await;
+    let status = dispute.expect_err("invalid");
+    let mut fields = violated_fields(&status);
+    fields.sort();
+    assert_eq!(fields, ["reason", "week_time"]);
+    for garbage in ["not-an-id", "ctr_zz", "ctr_' OR 1=1 --"] {
+        assert_invalid(
+            app.get_contract(as_user(
+                "client-1",
+                pb::GetContractRequest {
+                    contract_id: garbage.into(),
+                },
+            ))
+            .await,
+            "contract_id",
+        );
+    }
+    let list = |page_size, page_token: &str| {
+        let mut client = app.contracts.clone();
+        let request = as_user(
+            "client-1",
+            pb::ListContractsRequest {
+                page_size,
+                page_token: page_token.into(),
+                ..Default::default()
+            },
+        );
+        async move { client.list_contracts(request).await }
+    };
+    assert_invalid(list(-1, "").await, "page_size");
+    assert_invalid(list(10, "garbage").await, "page_token");
+}
+
+async fn contracts_are_listed_by_party_with_paging(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let mut mine = Vec::new();
+    for i in 0..5 {
+        mine.push(
+            app.hourly_contract("client-1", &format!("free-{i}"))
+                .await
+                .id,
+        );
+    }
+    app.hourly_contract("client-2", "free-0").await;
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = app
+            .contracts
+            .clone()
+            .list_contracts(as_user(
+                "client-1",
+                pb::ListContractsRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("page")
+            .into_inner();
+        assert!(page.contracts.len() <= 2);
+        seen.extend(page.contracts.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, mine);
+    let other_party = app
+        .contracts
+        .clone()
+        .list_contracts(as_user(
+            "client-1",
+            pb::ListContractsRequest {
+                party_id: "client-2".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_eq!(
+        other_party.expect_err("other party").code(),
+        Code::PermissionDenied
+    );
+    let free0 = app
+        .contracts
+        .clone()
+        .list_contracts(as_service(
+            "ops",
+            &["contracts:read"],
+            pb::ListContractsRequest {
+                party_id: "free-0".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("service lists any party")
+        .into_inner();
+    assert_eq!(free0.contracts.len(), 2);
+
+    let missing = shared::ids::new_id("ctr");
+    let batch = app
+        .contracts
+        .clone()
+        .batch_get_contracts(as_service(
+            "feedback",
+            &["contracts:read"],
+            pb::BatchGetContractsRequest {
+                contract_ids: vec![mine[3].clone(), missing.clone(), mine[0].clone()],
+            },
+        ))
+        .await
+        .expect("batch")
+        .into_inner();
+    let ids: Vec<_> = batch.contracts.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids, [mine[3].clone(), mine[0].clone()]);
+    assert_eq!(batch.missing_contract_ids, [missing]);
+    let too_many = app
+        .contracts
+        .clone()
+        .batch_get_contracts(as_service(
+            "feedback",
+            &["contracts:read"],
+            pb::BatchGetContractsRequest {
+                contract_ids: vec![mine[0].clone(); 101],
+            },
+        ))
+        .await;
+    assert_invalid(too_many, "contract_ids");
+}
+
+async fn events_stream_in_order_and_resume_from_a_cursor(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    app.log_time("free-1", &c.id, at("2026-11-18T09:00:00Z"), 10)
+        .await
+        .expect("log");
+    app.end_contract("freelancer-not-party", &c.id, "")
+        .await
+        .expect_err("not a party: no event");
+    app.end_contract("free-1", &c.id, "").await.expect("end");
+    let events = app_events(&app, 3).await;
+    let sequences: Vec<_> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, [1, 2, 3]);
+    assert!(matches!(
+        events[0].payload,
+        Some(pb::event::Payload::ContractCreated(_))
+    ));
+    assert!(matches!(
+        events[1].payload,
+        Some(pb::event::Payload::TimeLogged(_))
+    ));
+    assert!(matches!(
+        events[2].payload,
+        Some(pb::event::Payload::ContractEnded(_))
+    ));
+
+    use futures::StreamExt;
+    let mut resumed = app
+        .contracts
+        .clone()
+        .watch_events(as_service(
+            "audit",
+            &["events:read"],
+            pb::WatchEventsRequest { after_sequence: 2 },
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let next = resumed
+        .next()
+        .await
+        .expect("open")
+        .expect("event")
+        .event
+        .expect("event");
+    assert_eq!(next.event_id, events[2].event_id);
+    let denied = app
+        .contracts
+        .clone()
+        .watch_events(as_user(
+            "client-1",
+            pb::WatchEventsRequest { after_sequence: 0 },
+        ))
+        .await;
+    assert_eq!(denied.err().map(|s| s.code()), Some(Code::PermissionDenied));
+}
+
+backend_tests!(
+    ending_a_contract_locks_the_work_diary,
+    either_party_may_end_but_nobody_else,
+    ending_twice_fails_unless_it_is_a_retry,
+    end_contract_racing_log_time_leaves_nothing_after_the_lock,
+    time_is_logged_in_segments_inside_the_current_week,
+    time_over_the_weekly_limit_is_kept_but_not_billed,
+    time_entries_are_deleted_only_in_the_current_week,
+    refunds_are_allowed_for_180_days_up_to_what_was_paid,
+    concurrent_refunds_never_exceed_the_payment,
+    hours_are_disputed_only_inside_the_review_window,
+    payments_are_recorded_once_per_request_id,
+    bonuses_are_accepted_until_365_days_after_the_end,
+    bad_input_names_the_field_and_writes_nothing,
+    contracts_are_listed_by_party_with_paging,
+    events_stream_in_order_and_resume_from_a_cursor,
+);

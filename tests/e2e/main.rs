@@ -1,0 +1,5 @@
+//! End-to-end tests: real services on port 0, real gRPC clients, every
+//! test on SQLite and on PostgreSQL.
+
+mod contract_service;
+mod operations;

@@ -1,0 +1,79 @@
+//! Authentication, health and reflection as platform tooling sees them.
+
+use e2e::{TestApp, TestBackend, as_user, with_token};
+use shared::auth::{TokenSpec, mint};
+use shared::proto::contract::v1 as pb;
+use tonic::Code;
+
+#[tokio::test]
+async fn calls_without_a_valid_token_are_unauthenticated() {
+    let app = TestApp::spawn(&TestBackend::Sqlite).await;
+    let mut client = app.contracts.clone();
+    let request = pb::GetContractRequest {
+        contract_id: shared::ids::new_id("ctr"),
+    };
+    let none = client
+        .get_contract(tonic::Request::new(request.clone()))
+        .await;
+    assert_eq!(none.expect_err("no token").code(), Code::Unauthenticated);
+    let forged = mint(&TokenSpec::user("alice"), b"not the dev key").expect("mint");
+    let bad = client
+        .get_contract(with_token(&forged, request.clone()))
+        .await;
+    assert_eq!(bad.expect_err("forged").code(), Code::Unauthenticated);
+    let valid = client.get_contract(as_user("alice", request)).await;
+    assert_eq!(
+        valid.expect_err("unknown contract").code(),
+        Code::PermissionDenied
+    );
+}
+
+#[tokio::test]
+async fn health_answers_without_a_token() {
+    let app = TestApp::spawn(&TestBackend::Sqlite).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in ["", "marketplace.contract.v1.ContractService"] {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_service_keeps_its_data() {
+    let backend = TestBackend::Sqlite;
+    let url = backend.fresh_database_url().await;
+    let app = TestApp::spawn_on(
+        url.clone(),
+        shared::clock::TestClock::new(e2e::test_epoch()),
+    )
+    .await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    app.stop().await;
+    let again = TestApp::spawn_on(url, shared::clock::TestClock::new(e2e::test_epoch())).await;
+    let read = again
+        .get_contract(as_user(
+            "client-1",
+            pb::GetContractRequest {
+                contract_id: c.id.clone(),
+            },
+        ))
+        .await
+        .expect("still there");
+    assert_eq!(read.id, c.id);
+}
