@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["marketplace/contract/v1/contract_service.proto"];
+const PROTOS: &[&str] = &[
+    "marketplace/contract/v1/contract_service.proto",
+    "marketplace/feedback/v1/feedback_service.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");

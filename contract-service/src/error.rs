@@ -19,7 +19,7 @@ pub enum Error {
     InvalidArgument(Vec<FieldViolation>),
     #[error("the caller is not a party to contract {contract_id}, or it does not exist")]
     NotAParty { contract_id: String },
-    #[error("only the {allowed:?} of the contract may do this")]
+    #[error("only the {} of the contract may do this", roles(allowed))]
     WrongParty { allowed: Vec<Role> },
     #[error("missing scope {0}")]
     MissingScope(&'static str),
@@ -83,6 +83,18 @@ impl From<Vec<FieldViolation>> for Error {
     fn from(violations: Vec<FieldViolation>) -> Self {
         Error::InvalidArgument(violations)
     }
+}
+
+fn roles(allowed: &[Role]) -> String {
+    allowed
+        .iter()
+        .map(|r| match r {
+            Role::Client => "client",
+            Role::Freelancer => "freelancer",
+            Role::Agency => "agency",
+        })
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 fn rfc3339(t: &DateTime<Utc>) -> String {

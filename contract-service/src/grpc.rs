@@ -1020,55 +1020,17 @@ impl ContractApi {
                 shared::status::FieldViolation::new("after_sequence", "must not be negative"),
             ]));
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let db = self.db.clone();
-        let mut heads = self.relay.subscribe();
-        let mut cursor = req.after_sequence;
-        tokio::spawn(async move {
-            loop {
-                let batch = match outbox::read_after(&db, cursor, 100).await {
-                    Ok(batch) => batch,
-                    Err(err) => {
-                        let status: Status = Error::from(err).into();
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                };
-                for stored in &batch {
-                    let mut event = match pb::Event::decode(stored.payload.as_slice()) {
-                        Ok(event) => event,
-                        Err(err) => {
-                            let _ = tx
-                                .send(Err(Error::Internal(format!(
-                                    "undecodable event {}: {err}",
-                                    stored.event_id
-                                ))
-                                .into()))
-                                .await;
-                            return;
-                        }
-                    };
-                    event.sequence = stored.sequence;
-                    cursor = stored.sequence;
-                    if tx
-                        .send(Ok(pb::WatchEventsResponse { event: Some(event) }))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                if batch.is_empty() {
-                    tokio::select! {
-                        _ = tx.closed() => return,
-                        _ = heads.changed() => {}
-                        // Other replicas' events are sequenced by their relays.
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                    }
-                }
-            }
+        let stream = outbox::watch(self.db.clone(), &self.relay, req.after_sequence, |stored| {
+            let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|err| {
+                Status::from(Error::Internal(format!(
+                    "undecodable event {}: {err}",
+                    stored.event_id
+                )))
+            })?;
+            event.sequence = stored.sequence;
+            Ok(pb::WatchEventsResponse { event: Some(event) })
         });
-        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+        Ok(Box::pin(stream))
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod clock;
 pub mod db;
+pub mod deadline;
 pub mod idempotency;
 pub mod ids;
 pub mod outbox;

@@ -157,3 +157,54 @@ impl Relay {
         }
     }
 }
+
+/// Streams sequenced events after `after` to a `WatchEvents` caller until it
+/// hangs up, waking when the relay sequences new events (and polling, for
+/// other replicas'). `to_message` turns a stored event into the wire message.
+pub fn watch<T, F>(
+    db: Db,
+    relay: &Relay,
+    after: i64,
+    mut to_message: F,
+) -> tokio_stream::wrappers::ReceiverStream<Result<T, tonic::Status>>
+where
+    T: Send + 'static,
+    F: FnMut(StoredEvent) -> Result<T, tonic::Status> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let mut heads = relay.subscribe();
+    let mut cursor = after;
+    tokio::spawn(async move {
+        loop {
+            let batch = match read_after(&db, cursor, 100).await {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the outbox");
+                    let _ = tx
+                        .send(Err(tonic::Status::unavailable(
+                            "cannot read events; resume from the last sequence",
+                        )))
+                        .await;
+                    return;
+                }
+            };
+            let empty = batch.is_empty();
+            for stored in batch {
+                cursor = stored.sequence;
+                let message = to_message(stored);
+                let failed = message.is_err();
+                if tx.send(message).await.is_err() || failed {
+                    return;
+                }
+            }
+            if empty {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = heads.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}

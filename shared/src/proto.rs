@@ -7,5 +7,12 @@ pub mod contract {
     }
 }
 
+/// `marketplace.feedback.v1`: the feedback service's wire contract.
+pub mod feedback {
+    pub mod v1 {
+        tonic::include_proto!("marketplace.feedback.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every proto file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

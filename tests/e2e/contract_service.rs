@@ -953,6 +953,24 @@ async fn contracts_are_listed_by_party_with_paging(backend: TestBackend) {
         .expect("service lists any party")
         .into_inner();
     assert_eq!(free0.contracts.len(), 2);
+    app.end_contract("client-1", &mine[1], "")
+        .await
+        .expect("end");
+    let ended = app
+        .contracts
+        .clone()
+        .list_contracts(as_user(
+            "client-1",
+            pb::ListContractsRequest {
+                state: pb::ContractState::Ended as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list ended")
+        .into_inner();
+    let ended: Vec<_> = ended.contracts.into_iter().map(|c| c.id).collect();
+    assert_eq!(ended, [mine[1].clone()]);
 
     let missing = shared::ids::new_id("ctr");
     let batch = app

@@ -77,3 +77,60 @@ async fn a_restarted_service_keeps_its_data() {
         .expect("still there");
     assert_eq!(read.id, c.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_is_unavailable_and_recovers_without_a_restart() {
+    let Some(backend) = TestBackend::postgres() else {
+        return;
+    };
+    let url = backend.fresh_database_url().await;
+    // Route the service's database connections through a proxy we can cut.
+    let (prefix, rest) = url.split_once('@').expect("postgres URL with credentials");
+    let (host_port, database) = rest.split_once('/').expect("postgres URL with a database");
+    let target = tokio::net::lookup_host(host_port)
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    let proxy = e2e::proxy::TcpProxy::start(target).await.expect("proxy");
+    let proxied = format!("{prefix}@{}/{database}", proxy.addr());
+    let app = TestApp::spawn_on(proxied, shared::clock::TestClock::new(e2e::test_epoch())).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let read = || {
+        app.get_contract(as_user(
+            "client-1",
+            pb::GetContractRequest {
+                contract_id: c.id.clone(),
+            },
+        ))
+    };
+
+    proxy.cut();
+    let down = read().await.expect_err("database is down");
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+    assert_eq!(
+        shared::status::reason(&down).as_deref(),
+        Some("DATABASE_UNAVAILABLE")
+    );
+    let write = app
+        .log_time("free-1", &c.id, e2e::at("2026-11-18T09:00:00Z"), 10)
+        .await;
+    assert_eq!(
+        write.expect_err("database is down").code(),
+        Code::Unavailable
+    );
+
+    proxy.restore().await.expect("restore");
+    let mut recovered = None;
+    for _ in 0..50 {
+        if let Ok(contract) = read().await {
+            recovered = Some(contract);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(recovered.expect("service recovers on its own").id, c.id);
+    app.log_time("free-1", &c.id, e2e::at("2026-11-18T09:00:00Z"), 10)
+        .await
+        .expect("nothing was written while down, so the segment is free");
+}

@@ -3,6 +3,8 @@
 //! `TEST_POSTGRES_URL` names a server), with a test clock, and hands tests
 //! real gRPC clients and tokens.
 
+pub mod proxy;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
