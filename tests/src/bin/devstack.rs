@@ -38,13 +38,13 @@ async fn main() -> anyhow::Result<()> {
     );
     let contracts =
         contract_service::Application::build(&contract_config, Arc::new(SystemClock)).await?;
-    let feedback_config = feedback_service::Config {
-        listen: args.feedback_listen,
-        contract_service_url: format!("http://{}", contracts.addr()),
-        auth: shared::auth::AuthArgs::dev(),
-        log_format: shared::telemetry::LogFormat::Text,
-    };
-    let feedback = feedback_service::Application::build(&feedback_config).await?;
+    let feedback_config = feedback_service::Config::dev(
+        args.feedback_listen,
+        format!("sqlite://{}/feedback-service.db", args.data_dir),
+        format!("http://{}", contracts.addr()),
+    );
+    let feedback =
+        feedback_service::Application::build(&feedback_config, Arc::new(SystemClock)).await?;
     print_walkthrough(contracts.addr(), feedback.addr())?;
 
     let (stop, _) = tokio::sync::broadcast::channel::<()>(1);

@@ -1,0 +1,175 @@
+//! Command line and environment: every setting is a flag with an env var.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use chrono::Duration;
+
+use crate::domain::{CohortConfig, Rules};
+use shared::auth::AuthArgs;
+use shared::telemetry::LogFormat;
+
+/// `feedback-service [serve|migrate] [--listen ADDR] [--database-url URL] [--dev] [--contract-service-url URL] …`
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "feedback-service",
+    version,
+    about = "Mid-contract and end-of-contract feedback over gRPC"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Apply database migrations and exit (run as a Kubernetes Job).
+    Migrate,
+}
+
+/// Everything the service needs to start.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to serve gRPC on (port 0 picks a free port).
+    #[arg(
+        long = "listen",
+        env = "LISTEN_ADDR",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub listen: SocketAddr,
+    /// sqlite://PATH (embedded default) or postgres://… (production).
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/feedback-service.db"
+    )]
+    pub database_url: String,
+    /// Database pool size.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Where contract-service answers.
+    #[arg(
+        long,
+        env = "CONTRACT_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub contract_service_url: String,
+    /// Longest a call to contract-service may take (the caller's deadline may cut it shorter).
+    #[arg(long, env = "CONTRACT_SERVICE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub contract_service_timeout_ms: u64,
+    /// Longest a connection attempt to contract-service may take.
+    #[arg(
+        long,
+        env = "CONTRACT_SERVICE_CONNECT_TIMEOUT_MS",
+        default_value_t = 1_000
+    )]
+    pub contract_service_connect_timeout_ms: u64,
+    /// File holding this service's token for contract-service (scopes
+    /// contracts:read and payments:write). With --dev and no file, one is minted with the dev key.
+    #[arg(long, env = "CONTRACT_SERVICE_TOKEN_FILE")]
+    pub contract_service_token_file: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Run the background workers (bonus payer, request expiry, reveal sweeper) in this process.
+    #[arg(long, env = "RUN_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub run_workers: bool,
+    /// How often the sweeper expires requests and reveals closed windows.
+    #[arg(long, env = "SWEEP_INTERVAL_MS", default_value_t = 30_000)]
+    pub sweep_interval_ms: u64,
+    /// Longest wait between retries of a failing bonus payment.
+    #[arg(long, env = "BONUS_RETRY_MAX_MS", default_value_t = 30_000)]
+    pub bonus_retry_max_ms: u64,
+}
+
+/// The rule windows and cohort settings of SPEC section 4.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RuleArgs {
+    /// Baseline: days after the start before mid-contract feedback.
+    #[arg(long, env = "MID_FEEDBACK_MIN_AGE_DAYS", default_value_t = 30)]
+    pub mid_feedback_min_age_days: i64,
+    /// Early-feedback cohort: days after the start before mid-contract feedback.
+    #[arg(long, env = "EARLY_FEEDBACK_MIN_AGE_DAYS", default_value_t = 14)]
+    pub early_feedback_min_age_days: i64,
+    /// A payment must be this recent (days, inclusive).
+    #[arg(long, env = "PAYMENT_RECENCY_DAYS", default_value_t = 30)]
+    pub payment_recency_days: i64,
+    /// At most one mid-contract feedback per this many days.
+    #[arg(long, env = "MID_FEEDBACK_INTERVAL_DAYS", default_value_t = 30)]
+    pub mid_feedback_interval_days: i64,
+    /// Feedback requests expire after this many days.
+    #[arg(long, env = "REQUEST_TTL_DAYS", default_value_t = 14)]
+    pub request_ttl_days: i64,
+    /// End-of-contract feedback window, days after the end.
+    #[arg(long, env = "END_FEEDBACK_WINDOW_DAYS", default_value_t = 14)]
+    pub end_feedback_window_days: i64,
+    /// Reply window, days after the end.
+    #[arg(long, env = "REPLY_WINDOW_DAYS", default_value_t = 28)]
+    pub reply_window_days: i64,
+    /// Minimum net paid (minor units) for public feedback in work history.
+    #[arg(long, env = "WORK_HISTORY_MIN_NET_PAID_MINOR", default_value_t = 100)]
+    pub work_history_min_net_paid_minor: i64,
+    /// Largest bonus with mid-contract feedback (minor units).
+    #[arg(long, env = "MAX_BONUS_MINOR", default_value_t = 100_000)]
+    pub max_bonus_minor: i64,
+    /// Clients always in the early-feedback test (comma-separated ids).
+    #[arg(long, env = "EARLY_FEEDBACK_CLIENTS", value_delimiter = ',')]
+    pub early_feedback_clients: Vec<String>,
+    /// Share of clients in the early-feedback test, 0 to 100 (stable by hash of client id).
+    #[arg(long, env = "EARLY_FEEDBACK_ROLLOUT_PERCENT", default_value_t = 0.0)]
+    pub early_feedback_rollout_percent: f64,
+}
+
+impl RuleArgs {
+    pub fn rules(&self) -> Rules {
+        Rules {
+            min_contract_age: Duration::days(self.mid_feedback_min_age_days),
+            min_contract_age_early: Duration::days(self.early_feedback_min_age_days),
+            payment_recency: Duration::days(self.payment_recency_days),
+            feedback_interval: Duration::days(self.mid_feedback_interval_days),
+            request_ttl: Duration::days(self.request_ttl_days),
+            end_window: Duration::days(self.end_feedback_window_days),
+            reply_window: Duration::days(self.reply_window_days),
+            min_net_paid_minor: self.work_history_min_net_paid_minor,
+            max_bonus_minor: self.max_bonus_minor,
+        }
+    }
+
+    pub fn cohorts(&self) -> CohortConfig {
+        CohortConfig {
+            allow_list: self
+                .early_feedback_clients
+                .iter()
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .collect::<HashSet<_>>(),
+            rollout_basis_points: (self.early_feedback_rollout_percent.clamp(0.0, 100.0) * 100.0)
+                .round() as u32,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults with `--dev`, for tests and the dev launcher.
+    pub fn dev(
+        listen: SocketAddr,
+        database_url: impl Into<String>,
+        contract_service_url: impl Into<String>,
+    ) -> Self {
+        use clap::Parser;
+        let mut config = Cli::parse_from(["feedback-service", "--dev"]).config;
+        config.listen = listen;
+        config.database_url = database_url.into();
+        config.contract_service_url = contract_service_url.into();
+        config.auth = AuthArgs::dev();
+        config
+    }
+}

@@ -1,0 +1,171 @@
+//! feedback-service's client of contract-service: eligibility facts and
+//! bonus payments, with the caller's remaining deadline passed on and
+//! transport failures reported as UNAVAILABLE.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::domain::ContractFacts;
+use crate::error::Error;
+use shared::proto::contract::v1 as pb;
+use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
+
+/// A pooled HTTP/2 channel to contract-service and the token feedback-service calls it with.
+#[derive(Debug, Clone)]
+pub struct Contracts {
+    client: ContractServiceClient<Channel>,
+    token: String,
+    /// The longest any one call may take, whatever the caller allows.
+    timeout: Duration,
+}
+
+impl Contracts {
+    /// A lazily connecting client: contract-service may be down at start-up.
+    pub fn connect_lazy(
+        url: &str,
+        token: String,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self {
+            client: ContractServiceClient::new(channel),
+            token,
+            timeout,
+        })
+    }
+
+    fn request<T>(&self, message: T, caller_deadline: Option<Duration>) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(caller_deadline.map_or(self.timeout, |d| d.min(self.timeout)));
+        if let Ok(value) = format!("Bearer {}", self.token).parse() {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+
+    /// One contract's facts; `None` when it does not exist.
+    pub async fn get(
+        &self,
+        contract_id: &str,
+        deadline: Option<Duration>,
+    ) -> Result<Option<ContractFacts>, Error> {
+        let request = self.request(
+            pb::GetContractRequest {
+                contract_id: contract_id.to_owned(),
+            },
+            deadline,
+        );
+        match self.client.clone().get_contract(request).await {
+            Ok(response) => response.into_inner().contract.map(facts).transpose(),
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(failure(status)),
+        }
+    }
+
+    /// Facts of up to 100 contracts in one call; missing ones are left out.
+    pub async fn batch_get(
+        &self,
+        contract_ids: &[String],
+        deadline: Option<Duration>,
+    ) -> Result<Vec<ContractFacts>, Error> {
+        if contract_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request = self.request(
+            pb::BatchGetContractsRequest {
+                contract_ids: contract_ids.to_vec(),
+            },
+            deadline,
+        );
+        let response = self
+            .client
+            .clone()
+            .batch_get_contracts(request)
+            .await
+            .map_err(failure)?;
+        response
+            .into_inner()
+            .contracts
+            .into_iter()
+            .map(facts)
+            .collect()
+    }
+
+    /// Pays a bonus through RecordPayment(BONUS). The idempotency key is
+    /// derived from the feedback id, so a retry after any failure or crash
+    /// can never pay twice. Returns the payment id.
+    pub async fn pay_bonus(
+        &self,
+        contract_id: &str,
+        feedback_id: &str,
+        currency: &str,
+        amount_minor: i64,
+        paid_at: DateTime<Utc>,
+    ) -> Result<String, Error> {
+        let request = self.request(
+            pb::RecordPaymentRequest {
+                contract_id: contract_id.to_owned(),
+                kind: pb::PaymentKind::Bonus as i32,
+                amount: Some(pb::Money {
+                    currency_code: currency.to_owned(),
+                    amount_minor,
+                }),
+                paid_time: Some(shared::time::to_proto(paid_at)),
+                memo: format!("bonus with mid-contract feedback {feedback_id}"),
+                request_id: bonus_request_id(feedback_id),
+            },
+            None,
+        );
+        let response = self
+            .client
+            .clone()
+            .record_payment(request)
+            .await
+            .map_err(failure)?;
+        response
+            .into_inner()
+            .payment
+            .map(|p| p.id)
+            .ok_or_else(|| Error::Internal("RecordPayment answered without a payment".into()))
+    }
+}
+
+/// The idempotency key of a feedback's bonus payment.
+pub fn bonus_request_id(feedback_id: &str) -> String {
+    format!("bonus-{feedback_id}")
+}
+
+fn failure(status: Status) -> Error {
+    match status.code() {
+        // tonic reports its own client-side timeout as CANCELLED "Timeout expired".
+        Code::DeadlineExceeded => Error::ContractServiceDeadline(status),
+        Code::Cancelled if status.message().contains("Timeout") => {
+            Error::ContractServiceDeadline(status)
+        }
+        Code::Unavailable | Code::Cancelled => Error::ContractServiceUnavailable(status),
+        _ => Error::ContractService(status),
+    }
+}
+
+fn facts(c: pb::Contract) -> Result<ContractFacts, Error> {
+    let time = |t: Option<prost_types::Timestamp>| t.as_ref().and_then(shared::time::from_proto);
+    Ok(ContractFacts {
+        active: c.state == pb::ContractState::Active as i32,
+        start_time: time(c.start_time)
+            .ok_or_else(|| Error::Internal(format!("contract {} has no start time", c.id)))?,
+        end_time: time(c.end_time),
+        last_payment_time: time(c.last_payment_time),
+        net_paid_minor: c.net_paid.map(|m| m.amount_minor).unwrap_or(0),
+        currency: c.currency_code,
+        client_id: c.client_id,
+        freelancer_id: c.freelancer_id,
+        id: c.id,
+    })
+}
