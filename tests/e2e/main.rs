@@ -2,4 +2,5 @@
 //! test on SQLite and on PostgreSQL.
 
 mod contract_service;
+mod feedback_service;
 mod operations;

@@ -20,6 +20,8 @@ use shared::auth::{TokenSpec, mint_dev};
 use shared::clock::TestClock;
 use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
+use shared::proto::feedback::v1 as fpb;
+use shared::proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 
 /// Which database a test runs against.
 #[derive(Debug, Clone)]
@@ -97,7 +99,12 @@ impl TestApp {
 
     /// Starts contract-service against an existing database.
     pub async fn spawn_on(database_url: String, clock: TestClock) -> Self {
-        let config = Config::dev("127.0.0.1:0".parse().expect("addr"), database_url.clone());
+        Self::spawn_at("127.0.0.1:0".parse().expect("addr"), database_url, clock).await
+    }
+
+    /// Starts contract-service on `listen` (a restart reuses the old address).
+    pub async fn spawn_at(listen: SocketAddr, database_url: String, clock: TestClock) -> Self {
+        let config = Config::dev(listen, database_url.clone());
         let app = Application::build(&config, Arc::new(clock.clone()))
             .await
             .expect("build contract-service");
@@ -405,4 +412,379 @@ macro_rules! backend_tests {
             )*
         }
     };
+}
+
+/// A running feedback-service wired to a contract-service, on the same test clock.
+pub struct FeedbackApp {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub feedback: FeedbackServiceClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Clients in the early-feedback test in every test stack.
+pub const EARLY_CLIENT: &str = "early-client";
+
+impl FeedbackApp {
+    /// Test settings: fast sweeper and retries, `EARLY_CLIENT` in the cohort.
+    pub fn config(database_url: &str, contract_service: SocketAddr) -> feedback_service::Config {
+        let mut config = feedback_service::Config::dev(
+            "127.0.0.1:0".parse().expect("addr"),
+            database_url,
+            format!("http://{contract_service}"),
+        );
+        config.sweep_interval_ms = 100;
+        config.bonus_retry_max_ms = 200;
+        config.rules.early_feedback_clients = vec![EARLY_CLIENT.to_owned()];
+        config
+    }
+
+    pub async fn spawn(config: feedback_service::Config, clock: TestClock) -> Self {
+        let database_url = config.database_url.clone();
+        let app = feedback_service::Application::build(&config, Arc::new(clock))
+            .await
+            .expect("build feedback-service");
+        let addr = app.addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect to feedback-service");
+        Self {
+            addr,
+            database_url,
+            feedback: FeedbackServiceClient::new(channel),
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("server ran cleanly");
+        }
+    }
+
+    pub fn client(&self) -> FeedbackServiceClient<Channel> {
+        self.feedback.clone()
+    }
+
+    /// The client asks whether it may leave mid-contract feedback.
+    pub async fn eligibility(
+        &self,
+        user: &str,
+        contract_id: &str,
+    ) -> Result<fpb::MidContractEligibility, tonic::Status> {
+        Ok(self
+            .client()
+            .check_mid_contract_eligibility(as_user(
+                user,
+                fpb::CheckMidContractEligibilityRequest {
+                    contract_id: contract_id.into(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .eligibility
+            .expect("eligibility"))
+    }
+
+    /// The client leaves mid-contract feedback, with an optional bonus in USD cents.
+    pub async fn submit_mid(
+        &self,
+        user: &str,
+        contract_id: &str,
+        bonus: Option<i64>,
+    ) -> Result<fpb::MidContractFeedback, tonic::Status> {
+        Ok(self
+            .client()
+            .submit_mid_contract_feedback(as_user(
+                user,
+                fpb::SubmitMidContractFeedbackRequest {
+                    contract_id: contract_id.into(),
+                    rating: 5,
+                    comment: "Great work so far".into(),
+                    bonus: bonus.map(usd),
+                    request_id: String::new(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .feedback
+            .expect("feedback"))
+    }
+
+    /// The freelancer asks for mid-contract feedback.
+    pub async fn request_feedback(
+        &self,
+        user: &str,
+        contract_id: &str,
+    ) -> Result<fpb::FeedbackRequest, tonic::Status> {
+        Ok(self
+            .client()
+            .request_mid_contract_feedback(as_user(
+                user,
+                fpb::RequestMidContractFeedbackRequest {
+                    contract_id: contract_id.into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .feedback_request
+            .expect("request"))
+    }
+
+    /// The client rates the freelancer at the end (all 5 stars but quality 3).
+    pub async fn client_end_feedback(
+        &self,
+        user: &str,
+        contract_id: &str,
+    ) -> Result<fpb::SubmitEndContractFeedbackResponse, tonic::Status> {
+        Ok(self
+            .client()
+            .submit_end_contract_feedback(as_user(
+                user,
+                fpb::SubmitEndContractFeedbackRequest {
+                    contract_id: contract_id.into(),
+                    freelancer_scores: Some(fpb::FreelancerScores {
+                        skills: 5,
+                        quality_of_work: 3,
+                        availability: 5,
+                        adherence_to_schedule: 5,
+                        communication: 5,
+                        cooperation: 5,
+                    }),
+                    private_feedback: Some(fpb::ClientPrivateFeedback {
+                        reason_for_ending: fpb::EndReason::JobCompleted as i32,
+                        likelihood_to_recommend: 9,
+                    }),
+                    client_scores: None,
+                    comment: "Solid delivery".into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await?
+            .into_inner())
+    }
+
+    /// The freelancer rates the client at the end (all 4 stars).
+    pub async fn freelancer_end_feedback(
+        &self,
+        user: &str,
+        contract_id: &str,
+    ) -> Result<fpb::SubmitEndContractFeedbackResponse, tonic::Status> {
+        Ok(self
+            .client()
+            .submit_end_contract_feedback(as_user(
+                user,
+                fpb::SubmitEndContractFeedbackRequest {
+                    contract_id: contract_id.into(),
+                    freelancer_scores: None,
+                    private_feedback: None,
+                    client_scores: Some(fpb::ClientScores {
+                        clarity_of_requirements: 4,
+                        communication: 4,
+                        cooperation: 4,
+                        availability: 4,
+                        reasonable_deadlines: 4,
+                        payment_promptness: 4,
+                    }),
+                    comment: "Clear requirements".into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await?
+            .into_inner())
+    }
+
+    /// A party (or service) reads the end-of-contract feedback.
+    pub async fn end_feedback(
+        &self,
+        request: Request<fpb::GetEndContractFeedbackRequest>,
+    ) -> Result<fpb::GetEndContractFeedbackResponse, tonic::Status> {
+        Ok(self
+            .client()
+            .get_end_contract_feedback(request)
+            .await?
+            .into_inner())
+    }
+
+    /// The recipient replies.
+    pub async fn reply(&self, user: &str, feedback_id: &str) -> Result<fpb::Reply, tonic::Status> {
+        Ok(self
+            .client()
+            .reply_to_feedback(as_user(
+                user,
+                fpb::ReplyToFeedbackRequest {
+                    feedback_id: feedback_id.into(),
+                    text: "Thank you!".into(),
+                    request_id: String::new(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .reply
+            .expect("reply"))
+    }
+
+    /// Anyone reads a freelancer's work history (first page).
+    pub async fn work_history(
+        &self,
+        freelancer: &str,
+    ) -> Result<Vec<fpb::WorkHistoryItem>, tonic::Status> {
+        Ok(self
+            .client()
+            .list_work_history(as_user(
+                "someone",
+                fpb::ListWorkHistoryRequest {
+                    freelancer_id: freelancer.into(),
+                    page_size: 0,
+                    page_token: String::new(),
+                },
+            ))
+            .await?
+            .into_inner()
+            .items)
+    }
+
+    /// Waits for the first `count` outbox events.
+    pub async fn events(&self, count: usize) -> Vec<fpb::Event> {
+        use futures::StreamExt;
+        let mut stream = self
+            .client()
+            .watch_events(as_service(
+                "audit",
+                &["events:read"],
+                fpb::WatchEventsRequest { after_sequence: 0 },
+            ))
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut events = Vec::new();
+        while events.len() < count {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+                .await
+                .expect("event within 10 s")
+                .expect("stream open")
+                .expect("event");
+            events.push(next.event.expect("event"));
+        }
+        events
+    }
+
+    /// Waits until an event matching `want` is in the outbox (10 s at most); returns all events up to it.
+    pub async fn wait_for_event(
+        &self,
+        want: impl Fn(&fpb::event::Payload) -> bool,
+    ) -> Vec<fpb::Event> {
+        use futures::StreamExt;
+        let mut stream = self
+            .client()
+            .watch_events(as_service(
+                "audit",
+                &["events:read"],
+                fpb::WatchEventsRequest { after_sequence: 0 },
+            ))
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut events = Vec::new();
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+                .await
+                .expect("awaited event within 10 s")
+                .expect("stream open")
+                .expect("event");
+            let event = next.event.expect("event");
+            let done = event.payload.as_ref().is_some_and(&want);
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+}
+
+impl Drop for FeedbackApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Both services on one test clock, each with its own fresh database.
+pub struct Stack {
+    pub contracts: TestApp,
+    pub feedback: FeedbackApp,
+}
+
+impl Stack {
+    pub async fn spawn(backend: &TestBackend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Like `spawn`, with feedback-service settings adjusted by `tweak`.
+    pub async fn spawn_with(
+        backend: &TestBackend,
+        tweak: impl FnOnce(&mut feedback_service::Config),
+    ) -> Self {
+        let contracts = TestApp::spawn(backend).await;
+        let url = backend.fresh_database_url().await;
+        let mut config = FeedbackApp::config(&url, contracts.addr);
+        tweak(&mut config);
+        let feedback = FeedbackApp::spawn(config, contracts.clock.clone()).await;
+        Self {
+            contracts,
+            feedback,
+        }
+    }
+
+    /// An hourly contract that started `age` ago, paid `paid_ago` ago (if given).
+    pub async fn contract(
+        &self,
+        client: &str,
+        freelancer: &str,
+        age: chrono::Duration,
+        paid_ago: Option<chrono::Duration>,
+    ) -> pb::Contract {
+        let now = self.contracts.now();
+        let contract = self
+            .contracts
+            .create_contract(pb::CreateContractRequest {
+                client_id: client.into(),
+                freelancer_id: freelancer.into(),
+                title: "Ongoing work".into(),
+                r#type: pb::ContractType::Hourly as i32,
+                currency_code: "USD".into(),
+                hourly_rate_minor: 6_000,
+                weekly_limit_minutes: 2_400,
+                start_time: Some(ts(now - age)),
+                ..Default::default()
+            })
+            .await
+            .expect("create contract");
+        if let Some(ago) = paid_ago {
+            self.contracts
+                .pay(
+                    &contract.id,
+                    pb::PaymentKind::HourlyInvoice,
+                    10_000,
+                    now - ago,
+                    &format!("inv-{}", contract.id),
+                )
+                .await
+                .expect("pay");
+        }
+        contract
+    }
 }
