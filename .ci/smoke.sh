@@ -5,19 +5,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
-trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "${server:-0}" "${feedback:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --bin contract-service --bin mint-token
+cargo build --bin contract-service --bin feedback-service --bin mint-token
 target/debug/contract-service --dev --listen 127.0.0.1:50051 \
   --database-url "sqlite://$work/contract-service.db" >"$work/server.log" 2>&1 &
 server=$!
-for _ in $(seq 1 100); do
-  grpcurl -plaintext localhost:50051 list >/dev/null 2>&1 && break
-  sleep 0.1
+target/debug/feedback-service --dev --listen 127.0.0.1:50052 \
+  --database-url "sqlite://$work/feedback-service.db" >>"$work/server.log" 2>&1 &
+feedback=$!
+for port in 50051 50052; do
+  for _ in $(seq 1 100); do
+    grpcurl -plaintext "localhost:$port" list >/dev/null 2>&1 && break
+    sleep 0.1
+  done
 done
 
 sed -n '/<!-- walkthrough:start -->/,/<!-- walkthrough:end -->/p' README.md \
   | sed '/^```/d;/^<!--/d' >"$work/walkthrough.sh"
+grep -q "FeedbackService" "$work/walkthrough.sh" || { echo "smoke: walkthrough blocks not found"; exit 1; }
 bash -euo pipefail "$work/walkthrough.sh" >"$work/out.txt" 2>&1 || {
   cat "$work/out.txt" "$work/server.log"
   exit 1
@@ -36,4 +42,12 @@ expect "Code: FailedPrecondition"
 expect "Work Diary is locked"
 expect "WORK_DIARY_LOCKED"
 expect '"locked": true'
+expect '"state": "FEEDBACK_REQUEST_STATE_PENDING"'
+expect '"eligible": true'
+expect '"cohort": "COHORT_BASELINE"'
+expect '"fulfilledRequestId": "frq_'
+expect '"clientSubmitted": true'
+expect '"revealed": true'
+expect '"midContractFeedback"'
+expect '"clientFeedback"'
 echo "smoke: README walkthrough OK"

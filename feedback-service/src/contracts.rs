@@ -169,3 +169,36 @@ fn facts(c: pb::Contract) -> Result<ContractFacts, Error> {
         id: c.id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_callers_remaining_deadline_is_passed_on_capped_by_our_timeout() {
+        let contracts = Contracts::connect_lazy(
+            "http://127.0.0.1:9",
+            "token".into(),
+            Duration::from_secs(2),
+            Duration::from_secs(1),
+        )
+        .expect("client");
+        let sent =
+            |deadline| shared::deadline::remaining(contracts.request((), deadline).metadata());
+        assert_eq!(
+            sent(Some(Duration::from_millis(300))),
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(
+            sent(Some(Duration::from_secs(5))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(sent(None), Some(Duration::from_secs(2)));
+        let request = contracts.request((), None);
+        let auth = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(auth, Some("Bearer token"));
+    }
+}

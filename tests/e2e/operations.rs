@@ -134,3 +134,46 @@ async fn a_database_outage_is_unavailable_and_recovers_without_a_restart() {
         .await
         .expect("nothing was written while down, so the segment is free");
 }
+
+#[tokio::test]
+async fn reflection_v1_lists_the_services() {
+    use futures::StreamExt;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let app = TestApp::spawn(&TestBackend::Sqlite).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    let response = responses.next().await.expect("one answer").expect("ok");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "marketplace.contract.v1.ContractService"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "marketplace.feedback.v1.FeedbackService"),
+        "{names:?}"
+    );
+}

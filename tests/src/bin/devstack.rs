@@ -82,6 +82,10 @@ Try:
   grpcurl -plaintext {contracts} list
   grpcurl -plaintext -H "authorization: Bearer $HIRING" -d '{{"client_id":"client-1","freelancer_id":"freelancer-1","title":"Landing page","type":"CONTRACT_TYPE_HOURLY","currency_code":"USD","hourly_rate_minor":6000,"weekly_limit_minutes":2400}}' {contracts} marketplace.contract.v1.ContractService/CreateContract
   grpcurl -plaintext -H "authorization: Bearer $CLIENT" -d '{{}}' {contracts} marketplace.contract.v1.ContractService/ListContracts
+  grpcurl -plaintext {feedback} list marketplace.feedback.v1.FeedbackService
+  grpcurl -plaintext -H "authorization: Bearer $CLIENT" -d '{{"freelancer_id":"freelancer-1"}}' {feedback} marketplace.feedback.v1.FeedbackService/ListWorkHistory
+
+The README walks through every flow.
 "#
     );
     Ok(())
