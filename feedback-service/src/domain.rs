@@ -323,10 +323,7 @@ mod tests {
             &rules,
             at("2026-10-14T23:59:59Z"),
         );
-        assert_eq!(
-            reasons(&early_too_soon),
-            ["CONTRACT_TOO_NEW", "NO_RECENT_PAYMENT"]
-        );
+        assert_eq!(reasons(&early_too_soon), ["CONTRACT_TOO_NEW"]);
     }
 
     #[test]
