@@ -19,7 +19,7 @@ use crate::store;
 use shared::auth::{Caller, scope};
 use shared::clock::SharedClock;
 use shared::db::{Db, Tx};
-use shared::idempotency::{self, Fresh, IdempotencyKey, Started};
+use shared::idempotency::{Mutations, Started};
 use shared::outbox::{self, Relay};
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
@@ -44,11 +44,13 @@ pub struct ContractApi {
     clock: SharedClock,
     rules: Rules,
     relay: Relay,
+    mutations: Mutations,
 }
 
 impl ContractApi {
     pub fn new(db: Db, clock: SharedClock, rules: Rules, relay: Relay) -> Self {
         Self {
+            mutations: Mutations::new(db.clone(), clock.clone(), relay.clone()),
             db,
             clock,
             rules,
@@ -58,26 +60,6 @@ impl ContractApi {
 
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
-    }
-
-    /// Opens the mutation's transaction, or returns the first response of a retry.
-    async fn start<R: Message + Default>(
-        &self,
-        caller: &Caller,
-        method: &'static str,
-        request_id: Option<String>,
-        fingerprint_of: &impl Message,
-    ) -> Result<Started<R>, Error> {
-        let key =
-            request_id.map(|id| IdempotencyKey::new(caller.key(), method, id, fingerprint_of));
-        Ok(idempotency::start(&self.db, key, self.now()).await?)
-    }
-
-    /// Stores the response under the request's key, commits, and wakes the outbox relay.
-    async fn finish<R: Message>(&self, fresh: Fresh, response: R) -> Result<R, Error> {
-        idempotency::finish(fresh, &response).await?;
-        self.relay.poke();
-        Ok(response)
     }
 }
 
@@ -277,6 +259,16 @@ fn required_request_id(v: &mut Violations, value: &str) -> Option<String> {
     id
 }
 
+/// A billing week of a Work Diary as read for GetWorkDiary and GetBillingWeek.
+struct WeekOfDiary {
+    contract: Contract,
+    week: BillingWeek,
+    /// In start order.
+    entries: Vec<TimeEntry>,
+    /// Billable minutes of each entry, in the same order.
+    billable: Vec<i64>,
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 impl ContractApi {
@@ -343,6 +335,7 @@ impl ContractApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(&caller, "CreateContract", request_id, &fingerprint)
             .await?
         {
@@ -385,7 +378,7 @@ impl ContractApi {
             }),
         )
         .await?;
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     async fn get_contract(
@@ -514,6 +507,7 @@ impl ContractApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(&caller, "EndContract", request_id, &fingerprint)
             .await?
         {
@@ -554,7 +548,7 @@ impl ContractApi {
         )
         .await?;
         tracing::info!(contract_id = %id, ended_by = ?ended_by, "contract ended and work diary locked");
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     async fn log_time(
@@ -598,6 +592,7 @@ impl ContractApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(&caller, "LogTime", request_id, &fingerprint)
             .await?
         {
@@ -648,7 +643,7 @@ impl ContractApi {
             }),
         )
         .await?;
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     async fn delete_time_entry(
@@ -667,6 +662,7 @@ impl ContractApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(&caller, "DeleteTimeEntry", request_id, &fingerprint)
             .await?
         {
@@ -699,7 +695,32 @@ impl ContractApi {
             }),
         )
         .await?;
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
+    }
+
+    /// One billing week of a contract the caller may read, with each entry's
+    /// billable minutes (GetWorkDiary and GetBillingWeek).
+    async fn readable_week(
+        &self,
+        caller: &Caller,
+        contract_id: &str,
+        week_time: Option<&prost_types::Timestamp>,
+    ) -> Result<WeekOfDiary, Error> {
+        let mut v = Violations::new();
+        let id = v.check("contract_id", validate::id(contract_id, "ctr"));
+        let week = parse_week(&mut v, "week_time", week_time, self.now());
+        v.finish()?;
+        let contract = find_contract(self.db.reader(), &id, caller).await?;
+        contract.authorize_read(caller)?;
+        let entries =
+            store::time_entries_between(self.db.reader(), &id, week.start, week.end()).await?;
+        let billable = domain::billable_minutes(&entries, i64::from(contract.weekly_limit_minutes));
+        Ok(WeekOfDiary {
+            contract,
+            week,
+            entries,
+            billable,
+        })
     }
 
     async fn get_work_diary(
@@ -707,18 +728,13 @@ impl ContractApi {
         caller: Caller,
         req: pb::GetWorkDiaryRequest,
     ) -> Result<pb::GetWorkDiaryResponse, Error> {
-        let now = self.now();
-        let mut v = Violations::new();
-        let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
-        let week = parse_week(&mut v, "week_time", req.week_time.as_ref(), now);
-        v.finish()?;
-        let contract = find_contract(self.db.reader(), &id, &caller).await?;
-        contract.authorize_read(&caller)?;
-        let entries =
-            store::time_entries_between(self.db.reader(), &id, week.start, week.end()).await?;
-        let billable = domain::billable_minutes(&entries, i64::from(contract.weekly_limit_minutes));
+        let diary = self
+            .readable_week(&caller, &req.contract_id, req.week_time.as_ref())
+            .await?;
+        let (contract, week, entries, billable) =
+            (diary.contract, diary.week, diary.entries, diary.billable);
         Ok(pb::GetWorkDiaryResponse {
-            contract_id: id,
+            contract_id: contract.id.clone(),
             week_start_time: Some(to_proto(week.start)),
             week_end_time: Some(to_proto(week.end())),
             logged_minutes: minutes_i32(entries.iter().map(TimeEntry::minutes).sum()),
@@ -765,6 +781,7 @@ impl ContractApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(&caller, "RecordPayment", request_id, &fingerprint)
             .await?
         {
@@ -798,7 +815,7 @@ impl ContractApi {
             }),
         )
         .await?;
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     async fn list_payments(
@@ -854,6 +871,7 @@ impl ContractApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(&caller, "RefundPayment", request_id, &fingerprint)
             .await?
         {
@@ -914,7 +932,7 @@ impl ContractApi {
             }),
         )
         .await?;
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     async fn get_billing_week(
@@ -923,23 +941,16 @@ impl ContractApi {
         req: pb::GetBillingWeekRequest,
     ) -> Result<pb::GetBillingWeekResponse, Error> {
         let now = self.now();
-        let mut v = Violations::new();
-        let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
-        let week = parse_week(&mut v, "week_time", req.week_time.as_ref(), now);
-        v.finish()?;
-        let contract = find_contract(self.db.reader(), &id, &caller).await?;
-        contract.authorize_read(&caller)?;
-        let entries =
-            store::time_entries_between(self.db.reader(), &id, week.start, week.end()).await?;
-        let logged: i64 = entries.iter().map(TimeEntry::minutes).sum();
-        let billable: i64 =
-            domain::billable_minutes(&entries, i64::from(contract.weekly_limit_minutes))
-                .iter()
-                .sum();
+        let diary = self
+            .readable_week(&caller, &req.contract_id, req.week_time.as_ref())
+            .await?;
+        let (contract, week) = (&diary.contract, diary.week);
+        let logged: i64 = diary.entries.iter().map(TimeEntry::minutes).sum();
+        let billable: i64 = diary.billable.iter().sum();
         let (opens, closes) = week.review_window(&self.rules);
-        let disputes = store::disputes_for_week(self.db.reader(), &id, week.start).await?;
+        let disputes = store::disputes_for_week(self.db.reader(), &contract.id, week.start).await?;
         Ok(pb::GetBillingWeekResponse {
-            contract_id: id,
+            contract_id: contract.id.clone(),
             week_start_time: Some(to_proto(week.start)),
             week_end_time: Some(to_proto(week.end())),
             logged_minutes: minutes_i32(logged),
@@ -976,6 +987,7 @@ impl ContractApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(&caller, "DisputeHours", request_id, &fingerprint)
             .await?
         {
@@ -1006,7 +1018,7 @@ impl ContractApi {
             }),
         )
         .await?;
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     fn watch_events(

@@ -145,11 +145,9 @@ where
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-    // Only numbered placeholders are interpolated; the ids are bound.
     let sql = format!(
         "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id IN ({})",
-        placeholders.join(", ")
+        shared::db::placeholders(1, ids.len())
     );
     let mut query = sqlx::query(AssertSqlSafe(sql));
     for id in ids {

@@ -24,7 +24,7 @@ use crate::store::{
 use shared::auth::{Caller, scope};
 use shared::clock::SharedClock;
 use shared::db::{Db, Tx};
-use shared::idempotency::{self, Fresh, IdempotencyKey, Started};
+use shared::idempotency::{Mutations, Started};
 use shared::outbox::{self, Relay};
 use shared::proto::contract::v1::Money;
 use shared::proto::feedback::v1 as pb;
@@ -48,6 +48,7 @@ pub struct FeedbackApi {
     relay: Relay,
     /// Wakes the bonus worker after a feedback with a bonus commits.
     bonus_wake: Arc<Notify>,
+    mutations: Mutations,
 }
 
 impl FeedbackApi {
@@ -61,6 +62,7 @@ impl FeedbackApi {
         bonus_wake: Arc<Notify>,
     ) -> Self {
         Self {
+            mutations: Mutations::new(db.clone(), clock.clone(), relay.clone()),
             db,
             clock,
             rules,
@@ -73,24 +75,6 @@ impl FeedbackApi {
 
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
-    }
-
-    async fn start<R: Message + Default>(
-        &self,
-        caller: &Caller,
-        method: &'static str,
-        request_id: Option<String>,
-        fingerprint_of: &impl Message,
-    ) -> Result<Started<R>, Error> {
-        let key =
-            request_id.map(|id| IdempotencyKey::new(caller.key(), method, id, fingerprint_of));
-        Ok(idempotency::start(&self.db, key, self.now()).await?)
-    }
-
-    async fn finish<R: Message>(&self, fresh: Fresh, response: R) -> Result<R, Error> {
-        idempotency::finish(fresh, &response).await?;
-        self.relay.poke();
-        Ok(response)
     }
 
     /// A contract's facts, for a caller allowed to see it. Users learn
@@ -466,6 +450,7 @@ impl FeedbackApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(
                 &caller,
                 "SubmitMidContractFeedback",
@@ -526,7 +511,7 @@ impl FeedbackApi {
             }),
         )
         .await?;
-        let response = self.finish(fresh, response).await?;
+        let response = self.mutations.finish(fresh, response).await?;
         if feedback.bonus.is_some() {
             self.bonus_wake.notify_one();
         }
@@ -553,6 +538,7 @@ impl FeedbackApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(
                 &caller,
                 "RequestMidContractFeedback",
@@ -615,13 +601,10 @@ impl FeedbackApi {
             )
             .await?;
         }
-        self.finish(
-            fresh,
-            pb::RequestMidContractFeedbackResponse {
-                feedback_request: Some(view),
-            },
-        )
-        .await
+        let response = pb::RequestMidContractFeedbackResponse {
+            feedback_request: Some(view),
+        };
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     async fn list_feedback_requests(
@@ -772,6 +755,7 @@ impl FeedbackApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(
                 &caller,
                 "SubmitEndContractFeedback",
@@ -858,7 +842,7 @@ impl FeedbackApi {
             feedback: Some(end_pb(&feedback, true, None)),
             revealed,
         };
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     async fn get_end_contract_feedback(
@@ -929,6 +913,7 @@ impl FeedbackApi {
             ..req.clone()
         };
         let mut fresh = match self
+            .mutations
             .start(&caller, "ReplyToFeedback", request_id, &fingerprint)
             .await?
         {
@@ -983,7 +968,7 @@ impl FeedbackApi {
             }),
         )
         .await?;
-        self.finish(fresh, response).await
+        Ok(self.mutations.finish(fresh, response).await?)
     }
 
     async fn list_work_history(

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
-use shared::db::Tx;
+use shared::db::{Tx, placeholders};
 use shared::time::{from_micros, to_micros};
 
 /// Where a bonus is.
@@ -111,14 +111,6 @@ fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i32>, sqlx::Error> {
             })
         })
         .transpose()
-}
-
-/// `$1, $2, …` for `n` bound values starting at `first`.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Takes the contract's feedback lock for this transaction.

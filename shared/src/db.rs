@@ -211,6 +211,15 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
     })
 }
 
+/// `$first, $first+1, …`: `n` numbered placeholders for an `IN (…)` list
+/// whose values are bound (only these numbers are ever put in SQL text).
+pub fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether a database error means the database could not be reached (the
 /// call may succeed later: UNAVAILABLE) rather than a bug (INTERNAL).
 pub fn is_unavailable(err: &sqlx::Error) -> bool {

@@ -156,3 +156,40 @@ pub async fn purge(db: &Db, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     tx.commit().await?;
     Ok(done.rows_affected())
 }
+
+/// Opens and commits the transactions of a service's mutating RPCs: the
+/// request's idempotency key is claimed first, and the outbox relay is woken
+/// once the change (and its event) committed.
+#[derive(Debug, Clone)]
+pub struct Mutations {
+    db: Db,
+    clock: crate::clock::SharedClock,
+    relay: crate::outbox::Relay,
+}
+
+impl Mutations {
+    pub fn new(db: Db, clock: crate::clock::SharedClock, relay: crate::outbox::Relay) -> Self {
+        Self { db, clock, relay }
+    }
+
+    /// The write transaction for `method`, or the first response of a retry.
+    /// `fingerprint_of` is the request with its `request_id` cleared.
+    pub async fn start<R: Message + Default>(
+        &self,
+        caller: &crate::auth::Caller,
+        method: &'static str,
+        request_id: Option<String>,
+        fingerprint_of: &impl Message,
+    ) -> Result<Started<R>, IdempotencyError> {
+        let key =
+            request_id.map(|id| IdempotencyKey::new(caller.key(), method, id, fingerprint_of));
+        start(&self.db, key, self.clock.now()).await
+    }
+
+    /// Stores the response under the request's key, commits, and wakes the relay.
+    pub async fn finish<R: Message>(&self, fresh: Fresh, response: R) -> Result<R, sqlx::Error> {
+        finish(fresh, &response).await?;
+        self.relay.poke();
+        Ok(response)
+    }
+}
