@@ -1144,6 +1144,74 @@ async fn batch_eligibility_answers_for_the_callers_contracts_only(backend: TestB
     assert_eq!(as_service_call.eligibilities.len(), 1);
 }
 
+async fn work_history_pages_through_a_freelancers_contracts(backend: TestBackend) {
+    let s = Stack::spawn(&backend).await;
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        let client = format!("client-{i}");
+        let c = s
+            .contract(
+                &client,
+                "free-1",
+                Duration::days(60),
+                Some(Duration::days(1)),
+            )
+            .await;
+        s.feedback
+            .submit_mid(&client, &c.id, None)
+            .await
+            .expect("feedback");
+        expected.push(c.id);
+    }
+    let other = s
+        .contract(
+            "client-9",
+            "free-2",
+            Duration::days(60),
+            Some(Duration::days(1)),
+        )
+        .await;
+    s.feedback
+        .submit_mid("client-9", &other.id, None)
+        .await
+        .expect("feedback");
+    let page = |freelancer: &str, token: String| {
+        let mut client = s.feedback.client();
+        let request = as_user(
+            "anyone",
+            fpb::ListWorkHistoryRequest {
+                freelancer_id: freelancer.into(),
+                page_size: 2,
+                page_token: token,
+            },
+        );
+        async move {
+            client
+                .list_work_history(request)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let first = page("free-1", String::new()).await.expect("page 1");
+    assert_eq!(first.items.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = page("free-1", first.next_page_token.clone())
+        .await
+        .expect("page 2");
+    assert!(second.next_page_token.is_empty());
+    let seen: Vec<_> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .map(|i| i.contract_id.clone())
+        .collect();
+    assert_eq!(seen, expected);
+    let reused = page("free-2", first.next_page_token)
+        .await
+        .expect_err("token of another request");
+    assert_eq!(violated_fields(&reused), ["page_token"]);
+}
+
 backend_tests!(
     mid_contract_eligibility_holds_at_30_days_with_a_payment_in_the_last_30,
     the_early_feedback_cohort_may_give_feedback_at_14_days_with_a_bonus,
@@ -1160,4 +1228,5 @@ backend_tests!(
     work_history_shows_end_feedback_only_with_a_dollar_paid,
     bad_feedback_input_names_the_field_and_writes_nothing,
     batch_eligibility_answers_for_the_callers_contracts_only,
+    work_history_pages_through_a_freelancers_contracts,
 );
