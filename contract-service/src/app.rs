@@ -1,54 +1,75 @@
 //! Building and running the service: open and migrate the database, bind the
-//! listener (so tests can use port 0 and ask for the port), serve until told
-//! to stop, then drain.
+//! gRPC and metrics listeners (so tests can use port 0 and ask for the
+//! ports), serve until told to stop, drain, and stop the background workers.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tonic_health::server::HealthReporter;
 
 use crate::config::Config;
 use crate::grpc::ContractApi;
 use crate::store::MIGRATIONS;
-use shared::clock::SharedClock;
+use shared::clock::{SharedClock, TestClock};
 use shared::db::{Db, DbOptions};
+use shared::metrics::Metrics;
 use shared::outbox::Relay;
 use shared::proto::contract::v1::contract_service_server::ContractServiceServer;
+
+/// The name health reports this service under.
+pub const SERVICE_NAME: &str = "marketplace.contract.v1.ContractService";
 
 /// A built, bound, not yet running contract service.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
     db: Db,
     api: ContractApi,
     relay: Relay,
+    metrics: Arc<Metrics>,
     verifier: shared::auth::Verifier,
     retention: chrono::Duration,
     clock: SharedClock,
+    clock_control: Option<TestClock>,
+    config: Config,
 }
 
 impl Application {
-    /// Opens the database, applies migrations and binds the listener.
+    /// Opens the database, applies migrations and binds the listeners.
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let verifier = config.auth.verifier()?;
         let db = open_database(config).await?;
         let listener = TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
         let relay = Relay::new();
         let rules = config.rules.rules();
         let retention = rules.idempotency_retention;
         let api = ContractApi::new(db.clone(), clock.clone(), rules, relay.clone());
         Ok(Self {
+            addr: listener.local_addr()?,
+            metrics_addr: metrics_listener.local_addr()?,
             listener,
-            addr,
+            metrics_listener,
             db,
             api,
             relay,
+            metrics: Metrics::new()?,
             verifier,
             retention,
             clock,
+            clock_control: None,
+            config: config.clone(),
         })
+    }
+
+    /// Also serve the dev-only TestClockService moving `clock` (which should
+    /// be the clock this service was built with).
+    pub fn with_clock_control(mut self, clock: TestClock) -> Self {
+        self.clock_control = Some(clock);
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -59,68 +80,73 @@ impl Application {
         self.addr
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight calls and
-    /// stops the background workers.
+    /// Where `/metrics` answers.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// Serves until `shutdown` resolves, drains, then stops the background workers.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        set_serving(&health, true).await;
-        let (reflection_v1, reflection_v1alpha) = shared::server::reflection()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let workers = vec![
+            tokio::spawn(self.relay.clone().run(
+                self.db.clone(),
+                Duration::from_millis(250),
+                stopped(stop_rx.clone()),
+            )),
+            tokio::spawn(purge_idempotency_keys(
+                self.db.clone(),
+                self.clock.clone(),
+                self.retention,
+                stopped(stop_rx.clone()),
+            )),
+            tokio::spawn(sample_metrics(
+                self.db.clone(),
+                self.metrics.clone(),
+                stopped(stop_rx.clone()),
+            )),
+        ];
 
-        let relay = tokio::spawn(self.relay.clone().run(
-            self.db.clone(),
-            Duration::from_millis(250),
-            stopped(stop_rx.clone()),
+        let max = self.config.serve.max_message_bytes;
+        let service = ContractServiceServer::new(self.api)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            service,
+            self.verifier.interceptor(),
         ));
-        let purge = tokio::spawn(purge_idempotency_keys(
-            self.db.clone(),
-            self.clock.clone(),
-            self.retention,
-            stopped(stop_rx.clone()),
-        ));
-
-        let service =
-            ContractServiceServer::with_interceptor(self.api, self.verifier.interceptor());
-        let router = shared::server::builder()
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(service);
+        if let Some(clock) = self.clock_control {
+            tracing::warn!("serving TestClockService: time moves on request (dev only)");
+            routes.add_service(
+                shared::clock::control::TestClockApi::new(clock).service(&self.verifier),
+            );
+        }
         tracing::info!(addr = %self.addr, backend = ?self.db.backend(), "contract-service listening");
-        let health_on_stop = health.clone();
-        let served = shared::server::serve(router, self.listener, async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining in-flight calls");
-            set_serving(&health_on_stop, false).await;
-        })
+        let served = shared::server::serve(
+            shared::server::Serve {
+                args: self.config.serve.clone(),
+                listener: self.listener,
+                metrics_listener: Some(self.metrics_listener),
+                metrics: self.metrics,
+                routes: routes.routes(),
+                health_name: SERVICE_NAME,
+            },
+            shutdown,
+        )
         .await;
         let _ = stop_tx.send(true);
-        let _ = relay.await;
-        let _ = purge.await;
+        for worker in workers {
+            let _ = worker.await;
+        }
         self.db.close().await;
-        served?;
-        Ok(())
-    }
-}
-
-async fn set_serving(health: &HealthReporter, serving: bool) {
-    type Svc = ContractServiceServer<ContractApi>;
-    if serving {
-        health.set_serving::<Svc>().await;
-        health
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
-    } else {
-        health.set_not_serving::<Svc>().await;
-        health
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
+        served
     }
 }
 
@@ -149,6 +175,17 @@ async fn purge_idempotency_keys(
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+async fn sample_metrics(db: Db, metrics: Arc<Metrics>, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        metrics.sample(&db, &[]).await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

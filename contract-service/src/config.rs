@@ -6,7 +6,7 @@ use chrono::Duration;
 
 use crate::domain::Rules;
 use shared::auth::AuthArgs;
-use shared::telemetry::LogFormat;
+use shared::server::ServeArgs;
 
 /// `contract-service [serve|migrate] [--listen ADDR] [--database-url URL] [--dev] …`
 #[derive(Debug, clap::Parser)]
@@ -50,13 +50,22 @@ pub struct Config {
     /// Database pool size.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Address of the Prometheus `/metrics` HTTP endpoint.
+    #[arg(
+        long = "metrics-listen",
+        env = "METRICS_LISTEN_ADDR",
+        default_value = "127.0.0.1:9101"
+    )]
+    pub metrics_listen: SocketAddr,
     #[command(flatten)]
     pub auth: AuthArgs,
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub serve: ServeArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
+    /// Dev only (needs --dev): serve TestClockService and read time from a clock it can move.
+    #[arg(long, env = "TEST_CLOCK", default_value_t = false)]
+    pub test_clock: bool,
 }
 
 /// The rule windows of SPEC section 3.
@@ -101,6 +110,7 @@ impl Config {
         use clap::Parser;
         let mut config = Cli::parse_from(["contract-service", "--dev"]).config;
         config.listen = listen;
+        config.metrics_listen = SocketAddr::new(listen.ip(), 0);
         config.database_url = database_url.into();
         config.auth = AuthArgs::dev();
         config

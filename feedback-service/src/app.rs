@@ -1,5 +1,6 @@
-//! Building and running feedback-service: open and migrate its database,
-//! set up the contract-service client, bind, serve, drain.
+//! Building and running feedback-service: open and migrate its database, set
+//! up the observed client of contract-service, bind the gRPC and metrics
+//! listeners, serve, drain, and stop the background workers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,35 +14,46 @@ use crate::contracts::Contracts;
 use crate::grpc::{FeedbackApi, workers};
 use crate::store::MIGRATIONS;
 use shared::auth::{TokenSpec, scope};
-use shared::clock::SharedClock;
+use shared::clock::{SharedClock, TestClock};
 use shared::db::{Db, DbOptions};
+use shared::metrics::Metrics;
 use shared::outbox::Relay;
 use shared::proto::feedback::v1::feedback_service_server::FeedbackServiceServer;
+
+/// The name health reports this service under.
+pub const SERVICE_NAME: &str = "marketplace.feedback.v1.FeedbackService";
 
 /// A built, bound, not yet running feedback service.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
     db: Db,
     api: FeedbackApi,
     relay: Relay,
+    metrics: Arc<Metrics>,
     verifier: shared::auth::Verifier,
+    clock_control: Option<TestClock>,
     config: Config,
 }
 
 impl Application {
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let verifier = config.auth.verifier()?;
+        let metrics = Metrics::new()?;
         let token = contract_service_token(config)?;
         let contracts = Contracts::connect_lazy(
             &config.contract_service_url,
             token,
             Duration::from_millis(config.contract_service_timeout_ms),
             Duration::from_millis(config.contract_service_connect_timeout_ms),
-        )?;
+            metrics.clone(),
+        )?
+        .with_attempts(config.contract_service_attempts);
         let db = open_database(config).await?;
         let listener = TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
+        let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
         let relay = Relay::new();
         let api = FeedbackApi::new(
             db.clone(),
@@ -53,77 +65,108 @@ impl Application {
             Arc::new(Notify::new()),
         );
         Ok(Self {
+            addr: listener.local_addr()?,
+            metrics_addr: metrics_listener.local_addr()?,
             listener,
-            addr,
+            metrics_listener,
             db,
             api,
             relay,
+            metrics,
             verifier,
+            clock_control: None,
             config: config.clone(),
         })
+    }
+
+    /// Also serve the dev-only TestClockService moving `clock`.
+    pub fn with_clock_control(mut self, clock: TestClock) -> Self {
+        self.clock_control = Some(clock);
+        self
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight calls and stops the workers.
+    /// Where `/metrics` answers.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// Serves until `shutdown` resolves, drains, then stops the workers
+    /// (each finishes the step it is in: no bonus or reveal is left half-done).
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let (health, health_service) = tonic_health::server::health_reporter();
-        type Svc = FeedbackServiceServer<FeedbackApi>;
-        health.set_serving::<Svc>().await;
-        health
-            .set_service_status("", tonic_health::ServingStatus::Serving)
-            .await;
-        let (reflection_v1, reflection_v1alpha) = shared::server::reflection()?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let mut tasks = vec![tokio::spawn(self.relay.clone().run(
-            self.db.clone(),
-            Duration::from_millis(250),
-            stopped(stop_rx.clone()),
-        ))];
+        let bonus_pending = self.metrics.gauge(
+            "bonus_pending",
+            "Bonuses committed with feedback and not yet paid.",
+        )?;
+        let mut workers = vec![
+            tokio::spawn(self.relay.clone().run(
+                self.db.clone(),
+                Duration::from_millis(250),
+                stopped(stop_rx.clone()),
+            )),
+            tokio::spawn(sample_metrics(
+                self.db.clone(),
+                self.metrics.clone(),
+                bonus_pending,
+                stopped(stop_rx.clone()),
+            )),
+        ];
         if self.config.run_workers {
-            tasks.push(tokio::spawn(workers::run_bonus_payer(
+            workers.push(tokio::spawn(workers::run_bonus_payer(
                 self.api.clone(),
                 Duration::from_millis(self.config.bonus_retry_max_ms),
                 stopped(stop_rx.clone()),
             )));
-            tasks.push(tokio::spawn(workers::run_sweeper(
+            workers.push(tokio::spawn(workers::run_sweeper(
                 self.api.clone(),
                 Duration::from_millis(self.config.sweep_interval_ms),
                 stopped(stop_rx.clone()),
             )));
         }
-        let service =
-            FeedbackServiceServer::with_interceptor(self.api, self.verifier.interceptor());
-        let router = shared::server::builder()
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(service);
+        let max = self.config.serve.max_message_bytes;
+        let service = FeedbackServiceServer::new(self.api)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max);
+        let mut routes = tonic::service::RoutesBuilder::default();
+        routes.add_service(tonic::service::interceptor::InterceptedService::new(
+            service,
+            self.verifier.interceptor(),
+        ));
+        if let Some(clock) = self.clock_control {
+            tracing::warn!("serving TestClockService: time moves on request (dev only)");
+            routes.add_service(
+                shared::clock::control::TestClockApi::new(clock).service(&self.verifier),
+            );
+        }
         tracing::info!(addr = %self.addr, backend = ?self.db.backend(), contract_service = %self.config.contract_service_url, "feedback-service listening");
-        let served = shared::server::serve(router, self.listener, async move {
-            shutdown.await;
-            tracing::info!("shutting down: draining in-flight calls");
-            health.set_not_serving::<Svc>().await;
-            health
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-        })
+        let served = shared::server::serve(
+            shared::server::Serve {
+                args: self.config.serve.clone(),
+                listener: self.listener,
+                metrics_listener: Some(self.metrics_listener),
+                metrics: self.metrics,
+                routes: routes.routes(),
+                health_name: SERVICE_NAME,
+            },
+            shutdown,
+        )
         .await;
         let _ = stop_tx.send(true);
-        for task in tasks {
-            let _ = task.await;
+        for worker in workers {
+            let _ = worker.await;
         }
         self.db.close().await;
-        served?;
-        Ok(())
+        served
     }
 }
 
@@ -152,4 +195,24 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
     let db = Db::connect(&options).await?;
     db.migrate(&MIGRATIONS).await?;
     Ok(db)
+}
+
+async fn sample_metrics(
+    db: Db,
+    metrics: Arc<Metrics>,
+    bonus_pending: prometheus::IntGauge,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let extra = [(
+        bonus_pending,
+        "SELECT COUNT(*) FROM mid_feedback WHERE bonus_state = 'PENDING'",
+    )];
+    loop {
+        metrics.sample(&db, &extra).await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }

@@ -7,7 +7,7 @@ use chrono::Duration;
 
 use crate::domain::{CohortConfig, Rules};
 use shared::auth::AuthArgs;
-use shared::telemetry::LogFormat;
+use shared::server::ServeArgs;
 
 /// `feedback-service [serve|migrate] [--listen ADDR] [--database-url URL] [--dev] [--contract-service-url URL] …`
 #[derive(Debug, clap::Parser)]
@@ -72,13 +72,25 @@ pub struct Config {
     /// contracts:read and payments:write). With --dev and no file, one is minted with the dev key.
     #[arg(long, env = "CONTRACT_SERVICE_TOKEN_FILE")]
     pub contract_service_token_file: Option<String>,
+    /// Attempts for an idempotent read of contract-service that fails UNAVAILABLE.
+    #[arg(long, env = "CONTRACT_SERVICE_ATTEMPTS", default_value_t = 3)]
+    pub contract_service_attempts: u32,
+    /// Address of the Prometheus `/metrics` HTTP endpoint.
+    #[arg(
+        long = "metrics-listen",
+        env = "METRICS_LISTEN_ADDR",
+        default_value = "127.0.0.1:9102"
+    )]
+    pub metrics_listen: SocketAddr,
     #[command(flatten)]
     pub auth: AuthArgs,
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub serve: ServeArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
+    /// Dev only (needs --dev): serve TestClockService and read time from a clock it can move.
+    #[arg(long, env = "TEST_CLOCK", default_value_t = false)]
+    pub test_clock: bool,
     /// Run the background workers (bonus payer, request expiry, reveal sweeper) in this process.
     #[arg(long, env = "RUN_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub run_workers: bool,
@@ -167,6 +179,7 @@ impl Config {
         use clap::Parser;
         let mut config = Cli::parse_from(["feedback-service", "--dev"]).config;
         config.listen = listen;
+        config.metrics_listen = SocketAddr::new(listen.ip(), 0);
         config.database_url = database_url.into();
         config.contract_service_url = contract_service_url.into();
         config.auth = AuthArgs::dev();

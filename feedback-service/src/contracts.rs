@@ -10,16 +10,19 @@ use tonic::{Code, Request, Status};
 
 use crate::domain::ContractFacts;
 use crate::error::Error;
+use shared::observe::{Observe, ObserveLayer};
 use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
 
 /// A pooled HTTP/2 channel to contract-service and the token feedback-service calls it with.
 #[derive(Debug, Clone)]
 pub struct Contracts {
-    client: ContractServiceClient<Channel>,
+    client: ContractServiceClient<Observe<Channel>>,
     token: String,
     /// The longest any one call may take, whatever the caller allows.
     timeout: Duration,
+    /// Attempts for idempotent reads that fail UNAVAILABLE.
+    attempts: u32,
 }
 
 impl Contracts {
@@ -29,16 +32,56 @@ impl Contracts {
         token: String,
         timeout: Duration,
         connect_timeout: Duration,
+        metrics: std::sync::Arc<shared::metrics::Metrics>,
     ) -> Result<Self, tonic::transport::Error> {
         let channel = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
             .connect_lazy();
+        let observed = tower::ServiceBuilder::new()
+            .layer(ObserveLayer::client(metrics))
+            .service(channel);
         Ok(Self {
-            client: ContractServiceClient::new(channel),
+            client: ContractServiceClient::new(observed),
             token,
             timeout,
+            attempts: 3,
         })
+    }
+
+    /// How many times an idempotent read is tried when contract-service is UNAVAILABLE.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Runs an idempotent read, retrying on UNAVAILABLE with a short backoff
+    /// while the caller's deadline allows.
+    async fn read<T, F, Fut>(&self, deadline: Option<Duration>, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(Option<Duration>) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let started = std::time::Instant::now();
+        let mut backoff = Duration::from_millis(25);
+        let mut attempt = 1;
+        loop {
+            let left = deadline.map(|d| d.saturating_sub(started.elapsed()));
+            match call(left).await {
+                Err(status) if status.code() == Code::Unavailable && attempt < self.attempts => {
+                    if left.is_some_and(|l| l <= backoff * 2) {
+                        return Err(status);
+                    }
+                    tracing::debug!(attempt, "contract-service unavailable; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 4;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn request<T>(&self, message: T, caller_deadline: Option<Duration>) -> Request<T> {
@@ -56,13 +99,19 @@ impl Contracts {
         contract_id: &str,
         deadline: Option<Duration>,
     ) -> Result<Option<ContractFacts>, Error> {
-        let request = self.request(
-            pb::GetContractRequest {
-                contract_id: contract_id.to_owned(),
-            },
-            deadline,
-        );
-        match self.client.clone().get_contract(request).await {
+        let answer = self
+            .read(deadline, |left| {
+                let request = self.request(
+                    pb::GetContractRequest {
+                        contract_id: contract_id.to_owned(),
+                    },
+                    left,
+                );
+                let mut client = self.client.clone();
+                async move { client.get_contract(request).await }
+            })
+            .await;
+        match answer {
             Ok(response) => response.into_inner().contract.map(facts).transpose(),
             Err(status) if status.code() == Code::NotFound => Ok(None),
             Err(status) => Err(failure(status)),
@@ -78,16 +127,17 @@ impl Contracts {
         if contract_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let request = self.request(
-            pb::BatchGetContractsRequest {
-                contract_ids: contract_ids.to_vec(),
-            },
-            deadline,
-        );
         let response = self
-            .client
-            .clone()
-            .batch_get_contracts(request)
+            .read(deadline, |left| {
+                let request = self.request(
+                    pb::BatchGetContractsRequest {
+                        contract_ids: contract_ids.to_vec(),
+                    },
+                    left,
+                );
+                let mut client = self.client.clone();
+                async move { client.batch_get_contracts(request).await }
+            })
             .await
             .map_err(failure)?;
         response
@@ -181,6 +231,7 @@ mod tests {
             "token".into(),
             Duration::from_secs(2),
             Duration::from_secs(1),
+            shared::metrics::Metrics::new().expect("metrics"),
         )
         .expect("client");
         let sent =

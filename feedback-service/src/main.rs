@@ -5,19 +5,37 @@ use std::sync::Arc;
 use clap::Parser;
 use feedback_service::Application;
 use feedback_service::config::{Cli, Command};
-use shared::clock::SystemClock;
+use shared::clock::{SharedClock, SystemClock, TestClock};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    shared::telemetry::init(cli.config.log_format);
+    let config = cli.config;
+    let _telemetry = shared::telemetry::init(
+        config.serve.log_format,
+        config.serve.otlp_endpoint.as_deref(),
+        "feedback-service",
+    );
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            feedback_service::app::open_database(&cli.config).await?;
+            feedback_service::app::open_database(&config).await?;
             tracing::info!("migrations applied");
         }
+        Command::Serve if config.test_clock => {
+            anyhow::ensure!(
+                config.auth.dev,
+                "--test-clock is for development only and needs --dev"
+            );
+            let clock = TestClock::new(chrono::Utc::now());
+            let shared: SharedClock = Arc::new(clock.clone());
+            let app = Application::build(&config, shared)
+                .await?
+                .with_clock_control(clock);
+            app.run_until_stopped(shared::server::shutdown_signal())
+                .await?;
+        }
         Command::Serve => {
-            let app = Application::build(&cli.config, Arc::new(SystemClock)).await?;
+            let app = Application::build(&config, Arc::new(SystemClock)).await?;
             app.run_until_stopped(shared::server::shutdown_signal())
                 .await?;
         }

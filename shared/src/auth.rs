@@ -250,7 +250,7 @@ impl Verifier {
     /// A tonic interceptor that authenticates every call it guards.
     pub fn interceptor(
         &self,
-    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
+    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static + use<>
     {
         let verifier = self.clone();
         move |mut request: Request<()>| {

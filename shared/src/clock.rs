@@ -71,3 +71,93 @@ mod tests {
         assert_eq!(shared.now(), start);
     }
 }
+
+/// The dev-only `TestClockService`, moving a [`TestClock`] shared with the services.
+pub mod control {
+    use tonic::{Request, Response, Status};
+
+    use super::{Clock, TestClock};
+    use crate::proto::testing::v1 as pb;
+    use crate::time::{from_proto, to_proto};
+
+    /// Serves `marketplace.testing.v1.TestClockService` for one clock.
+    #[derive(Debug, Clone)]
+    pub struct TestClockApi {
+        clock: TestClock,
+    }
+
+    impl TestClockApi {
+        pub fn new(clock: TestClock) -> Self {
+            Self { clock }
+        }
+
+        /// The service, authenticated like every other.
+        pub fn service(
+            self,
+            verifier: &crate::auth::Verifier,
+        ) -> tonic::service::interceptor::InterceptedService<
+            pb::test_clock_service_server::TestClockServiceServer<Self>,
+            impl tonic::service::Interceptor + Clone + use<>,
+        > {
+            pb::test_clock_service_server::TestClockServiceServer::with_interceptor(
+                self,
+                verifier.interceptor(),
+            )
+        }
+
+        fn now(&self) -> Option<prost_types::Timestamp> {
+            Some(to_proto(self.clock.now()))
+        }
+    }
+
+    fn invalid(field: &str, description: &str) -> Status {
+        crate::status::invalid_argument(
+            "testing.marketplace",
+            &[crate::status::FieldViolation::new(field, description)],
+        )
+    }
+
+    #[tonic::async_trait]
+    impl pb::test_clock_service_server::TestClockService for TestClockApi {
+        async fn get_time(
+            &self,
+            _: Request<pb::GetTimeRequest>,
+        ) -> Result<Response<pb::GetTimeResponse>, Status> {
+            Ok(Response::new(pb::GetTimeResponse { now: self.now() }))
+        }
+
+        async fn set_time(
+            &self,
+            request: Request<pb::SetTimeRequest>,
+        ) -> Result<Response<pb::SetTimeResponse>, Status> {
+            let to = request
+                .get_ref()
+                .now
+                .as_ref()
+                .and_then(from_proto)
+                .ok_or_else(|| invalid("now", "must be a valid time between 2000 and 2100"))?;
+            self.clock.set(to);
+            tracing::info!(now = %to, "test clock set");
+            Ok(Response::new(pb::SetTimeResponse { now: self.now() }))
+        }
+
+        async fn advance_time(
+            &self,
+            request: Request<pb::AdvanceTimeRequest>,
+        ) -> Result<Response<pb::AdvanceTimeResponse>, Status> {
+            let by = request
+                .get_ref()
+                .by
+                .as_ref()
+                .filter(|d| d.seconds > 0 || (d.seconds == 0 && d.nanos > 0))
+                .filter(|d| d.seconds < 100 * 365 * 86_400 && (0..1_000_000_000).contains(&d.nanos))
+                .ok_or_else(|| invalid("by", "must be a positive duration under 100 years"))?;
+            self.clock.advance(
+                chrono::Duration::seconds(by.seconds)
+                    + chrono::Duration::nanoseconds(i64::from(by.nanos)),
+            );
+            tracing::info!(now = %self.clock.now(), "test clock advanced");
+            Ok(Response::new(pb::AdvanceTimeResponse { now: self.now() }))
+        }
+    }
+}

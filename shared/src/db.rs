@@ -133,6 +133,11 @@ impl Db {
         &self.reader
     }
 
+    /// The pool write transactions use (the same as the reader on PostgreSQL).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
+    }
+
     /// Starts a write transaction. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`), so a transaction never has to upgrade a read lock
     /// and can never fail with "database is locked" half-way through.

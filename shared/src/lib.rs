@@ -8,6 +8,8 @@ pub mod db;
 pub mod deadline;
 pub mod idempotency;
 pub mod ids;
+pub mod metrics;
+pub mod observe;
 pub mod outbox;
 pub mod paging;
 pub mod proto;

@@ -14,5 +14,12 @@ pub mod feedback {
     }
 }
 
+/// `marketplace.testing.v1`: the dev-only test clock.
+pub mod testing {
+    pub mod v1 {
+        tonic::include_proto!("marketplace.testing.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every proto file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));

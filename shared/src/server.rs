@@ -1,13 +1,65 @@
 //! The gRPC server both services run: health (`grpc.health.v1`), reflection
-//! v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), a span per call, and
-//! serving on a listener the caller bound (port 0 in tests) until a shutdown
-//! signal.
+//! v1 and v1alpha (grpcurl 1.8 speaks only v1alpha), the observing layer
+//! (span, metrics, load shedding), request timeout, HTTP/2 keepalive and a
+//! maximum connection age (so Kubernetes spreads long-lived HTTP/2
+//! connections), a `/metrics` HTTP port, and a bounded graceful drain.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::server::Router;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+use crate::metrics::Metrics;
+use crate::observe::ObserveLayer;
+use crate::telemetry::LogFormat;
+
+/// Server settings both services share (flattened into each command line).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// After SIGTERM: how long in-flight calls may take before they are dropped.
+    #[arg(long, env = "DRAIN_TIMEOUT_SECS", default_value_t = 20)]
+    pub drain_timeout_secs: u64,
+    /// Longest any call may run on the server.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Calls served at once; beyond it calls fail fast with RESOURCE_EXHAUSTED (0 = no limit).
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+    /// Largest request or response message, in bytes.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = 1 << 20)]
+    pub max_message_bytes: usize,
+    /// HTTP/2 keepalive ping interval.
+    #[arg(long, env = "HTTP2_KEEPALIVE_INTERVAL_SECS", default_value_t = 30)]
+    pub http2_keepalive_interval_secs: u64,
+    /// How long to wait for a keepalive ping's answer before closing the connection.
+    #[arg(long, env = "HTTP2_KEEPALIVE_TIMEOUT_SECS", default_value_t = 10)]
+    pub http2_keepalive_timeout_secs: u64,
+    /// Connections are closed gracefully after this long, so clients rebalance across pods.
+    #[arg(long, env = "MAX_CONNECTION_AGE_SECS", default_value_t = 300)]
+    pub max_connection_age_secs: u64,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// OTLP/gRPC endpoint for spans (e.g. http://otel-collector:4317); unset exports nothing.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        Only::parse_from(["serve"]).serve
+    }
+}
 
 /// Server reflection, v1 and v1alpha, for every proto in this workspace, health,
 /// and `google.rpc` error details (so grpcurl can print `ErrorInfo`).
@@ -35,27 +87,95 @@ pub fn reflection() -> Result<
     Ok((v1, v1alpha))
 }
 
-/// A server builder with the settings both services share.
-pub fn builder() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
-}
-
 /// Binds `addr` (use port 0 for an ephemeral port).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets
-/// in-flight calls finish.
+/// Everything [`serve`] needs.
+pub struct Serve {
+    pub args: ServeArgs,
+    pub listener: TcpListener,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listener: Option<TcpListener>,
+    pub metrics: Arc<Metrics>,
+    /// The service's own routes (authenticated, message sizes set).
+    pub routes: Routes,
+    /// The fully qualified name health reports on (besides "").
+    pub health_name: &'static str,
+}
+
+/// Serves until `shutdown` resolves. Then health turns NOT_SERVING, new
+/// connections are refused, in-flight calls get up to the drain timeout to
+/// finish, and the function returns.
 pub async fn serve(
-    router: Router,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
-    router
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await
+    serve: Serve,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), anyhow::Error> {
+    let Serve {
+        args,
+        listener,
+        metrics_listener,
+        metrics,
+        routes,
+        health_name,
+    } = serve;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in ["", health_name] {
+        health
+            .set_service_status(name, ServingStatus::Serving)
+            .await;
+    }
+    let (reflection_v1, reflection_v1alpha) = reflection()?;
+
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_task = metrics_listener.map(|listener| {
+        tracing::info!(addr = ?listener.local_addr().ok(), "metrics on /metrics");
+        tokio::spawn(crate::metrics::serve(listener, metrics.clone(), async {
+            let _ = metrics_stopped.await;
+        }))
+    });
+
+    let router = tonic::transport::Server::builder()
+        .timeout(Duration::from_millis(args.request_timeout_ms))
+        .http2_keepalive_interval(Some(Duration::from_secs(
+            args.http2_keepalive_interval_secs,
+        )))
+        .http2_keepalive_timeout(Some(Duration::from_secs(args.http2_keepalive_timeout_secs)))
+        .max_connection_age(Duration::from_secs(args.max_connection_age_secs))
+        .layer(ObserveLayer::server(metrics, args.max_concurrent_requests))
+        .add_routes(routes)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        let _ = drain_rx.await;
+    });
+    tokio::pin!(server);
+    let result = tokio::select! {
+        result = &mut server => result.map_err(anyhow::Error::from),
+        _ = shutdown => {
+            tracing::info!(drain_timeout_secs = args.drain_timeout_secs, "shutting down: NOT_SERVING, draining in-flight calls");
+            for name in ["", health_name] {
+                health.set_service_status(name, ServingStatus::NotServing).await;
+            }
+            let _ = drain_tx.send(());
+            match tokio::time::timeout(Duration::from_secs(args.drain_timeout_secs), &mut server).await {
+                Ok(result) => result.map_err(anyhow::Error::from),
+                Err(_) => {
+                    tracing::warn!("drain timeout reached; dropping the calls still running");
+                    Ok(())
+                }
+            }
+        }
+    };
+    let _ = metrics_stop.send(());
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    result
 }
 
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.

@@ -514,6 +514,7 @@ async fn a_bonus_survives_both_services_crashing_between_the_steps(backend: Test
         token,
         std::time::Duration::from_secs(2),
         std::time::Duration::from_secs(1),
+        shared::metrics::Metrics::new().expect("metrics"),
     )
     .expect("client");
     payer

@@ -1,0 +1,226 @@
+//! A tower layer around every gRPC call, server and client side: one span per
+//! RPC (service, method, code, latency) joined to the caller's W3C trace, the
+//! go-grpc-prometheus metrics, and on the server a global concurrency limit
+//! that sheds load with RESOURCE_EXHAUSTED instead of queueing without bound
+//! (health and reflection are never shed, so probes keep answering).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tracing::Instrument;
+
+use crate::metrics::{GrpcMetrics, Metrics};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which end of the call this layer sits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// The observing layer; build with [`ObserveLayer::server`] or [`ObserveLayer::client`].
+#[derive(Debug, Clone)]
+pub struct ObserveLayer {
+    metrics: Arc<Metrics>,
+    side: Side,
+    limiter: Option<Arc<Semaphore>>,
+}
+
+impl ObserveLayer {
+    /// For a server: at most `max_concurrent` calls at once (0 = unlimited).
+    pub fn server(metrics: Arc<Metrics>, max_concurrent: usize) -> Self {
+        Self {
+            metrics,
+            side: Side::Server,
+            limiter: (max_concurrent > 0).then(|| Arc::new(Semaphore::new(max_concurrent))),
+        }
+    }
+
+    /// For a client channel: metrics and trace context on outgoing calls.
+    pub fn client(metrics: Arc<Metrics>) -> Self {
+        Self {
+            metrics,
+            side: Side::Client,
+            limiter: None,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Observe {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// See [`ObserveLayer`].
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+    layer: ObserveLayer,
+}
+
+/// `/pkg.Service/Method` split in two.
+fn rpc_names(path: &str) -> (String, String) {
+    let trimmed = path.trim_start_matches('/');
+    match trimmed.split_once('/') {
+        Some((service, method)) => (service.to_owned(), method.to_owned()),
+        None => (String::new(), trimmed.to_owned()),
+    }
+}
+
+/// go-grpc-prometheus's `grpc_type` of the RPCs served here.
+fn rpc_type(method: &str) -> &'static str {
+    match method {
+        "WatchEvents" | "Watch" => "server_stream",
+        "ServerReflectionInfo" => "bidi_stream",
+        _ => "unary",
+    }
+}
+
+/// The gRPC code of a response: trailers-only responses (every unary error)
+/// carry it in the headers; otherwise the call succeeded.
+fn response_code<B>(response: &http::Response<B>) -> tonic::Code {
+    response
+        .headers()
+        .get("grpc-status")
+        .map(|v| tonic::Code::from_bytes(v.as_bytes()))
+        .unwrap_or(tonic::Code::Ok)
+}
+
+impl<S, ReqBody> tower::Service<http::Request<ReqBody>> for Observe<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ReqBody: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        let (service, method) = rpc_names(request.uri().path());
+        let kind = rpc_type(&method);
+        let side = self.layer.side;
+        let metrics = self.layer.metrics.clone();
+        let grpc: &GrpcMetrics = match side {
+            Side::Server => &metrics.server,
+            Side::Client => &metrics.client,
+        };
+        grpc.start(kind, &service, &method);
+        let span = match side {
+            Side::Server => {
+                tracing::info_span!("rpc", otel.kind = "server", rpc.service = %service, rpc.method = %method, grpc.code = tracing::field::Empty, latency_ms = tracing::field::Empty)
+            }
+            Side::Client => {
+                tracing::info_span!("rpc.client", otel.kind = "client", rpc.service = %service, rpc.method = %method, grpc.code = tracing::field::Empty, latency_ms = tracing::field::Empty)
+            }
+        };
+        match side {
+            Side::Server => crate::telemetry::adopt_remote_parent(&span, request.headers()),
+            Side::Client => {
+                span.in_scope(|| crate::telemetry::inject_current(request.headers_mut()))
+            }
+        }
+        let exempt = service.starts_with("grpc.health.") || service.starts_with("grpc.reflection.");
+        let permit = match (&self.layer.limiter, exempt) {
+            (Some(limiter), false) => match limiter.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let status = crate::status::with_reason(
+                        tonic::Code::ResourceExhausted,
+                        "server.marketplace",
+                        "OVERLOADED",
+                        "the server is at its concurrency limit; retry with backoff",
+                    );
+                    grpc.finish(
+                        kind,
+                        &service,
+                        &method,
+                        tonic::Code::ResourceExhausted,
+                        std::time::Duration::ZERO,
+                    );
+                    span.in_scope(|| tracing::warn!(rpc.method = %method, "load shed: too many concurrent calls"));
+                    return Box::pin(async move { Ok(status.into_http()) });
+                }
+            },
+            _ => None,
+        };
+        // The clone that was polled ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let started = Instant::now();
+            let result = inner
+                .call(request)
+                .instrument(span.clone())
+                .await
+                .map_err(Into::into);
+            let elapsed = started.elapsed();
+            let code = match &result {
+                Ok(response) => response_code(response),
+                Err(err) => tonic::Status::from_error(BoxError::from(err.to_string())).code(),
+            };
+            let grpc = match side {
+                Side::Server => &metrics.server,
+                Side::Client => &metrics.client,
+            };
+            grpc.finish(kind, &service, &method, code, elapsed);
+            let latency_ms = elapsed.as_secs_f64() * 1000.0;
+            span.record("grpc.code", crate::metrics::code_name(code));
+            span.record("latency_ms", latency_ms);
+            if side == Side::Server {
+                span.in_scope(|| {
+                    tracing::info!(
+                        grpc.code = crate::metrics::code_name(code),
+                        latency_ms,
+                        "rpc finished"
+                    )
+                });
+            }
+            drop(permit);
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_types_are_named_as_go_grpc_prometheus_does() {
+        assert_eq!(
+            rpc_names("/marketplace.contract.v1.ContractService/EndContract"),
+            (
+                "marketplace.contract.v1.ContractService".to_owned(),
+                "EndContract".to_owned()
+            )
+        );
+        assert_eq!(rpc_type("WatchEvents"), "server_stream");
+        assert_eq!(rpc_type("EndContract"), "unary");
+        let response = http::Response::builder()
+            .header("grpc-status", "9")
+            .body(())
+            .expect("response");
+        assert_eq!(response_code(&response), tonic::Code::FailedPrecondition);
+    }
+}
