@@ -50,4 +50,9 @@ expect '"clientSubmitted": true'
 expect '"revealed": true'
 expect '"midContractFeedback"'
 expect '"clientFeedback"'
-echo "smoke: README walkthrough OK"
+metrics=$(curl -fsS http://127.0.0.1:9101/metrics)
+echo "$metrics" | grep -q 'grpc_server_handled_total{grpc_code="OK",grpc_method="EndContract",grpc_service="marketplace.contract.v1.ContractService",grpc_type="unary"}' \
+  || { echo "smoke: contract-service metrics did not count EndContract"; exit 1; }
+curl -fsS http://127.0.0.1:9102/metrics | grep -q 'grpc_client_handled_total{grpc_code="OK",grpc_method="GetContract"' \
+  || { echo "smoke: feedback-service metrics did not count its calls to contract-service"; exit 1; }
+echo "smoke: README walkthrough and metrics OK"

@@ -223,4 +223,82 @@ mod tests {
             .expect("response");
         assert_eq!(response_code(&response), tonic::Code::FailedPrecondition);
     }
+
+    #[tokio::test]
+    async fn calls_beyond_the_limit_are_shed_but_health_is_not() {
+        use std::sync::Arc;
+        use tokio::sync::Notify;
+        use tower::{Layer, Service, ServiceExt};
+
+        let gate = Arc::new(Notify::new());
+        let inner = {
+            let gate = gate.clone();
+            tower::service_fn(move |request: http::Request<()>| {
+                let gate = gate.clone();
+                async move {
+                    if request.uri().path().ends_with("/Slow") {
+                        gate.notified().await;
+                    }
+                    Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+                }
+            })
+        };
+        let metrics = Metrics::new().expect("metrics");
+        let mut service = ObserveLayer::server(metrics.clone(), 1).layer(inner);
+        let call = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(())
+                .expect("request")
+        };
+
+        let slow = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(call("/pkg.Svc/Slow"));
+        let slow = tokio::spawn(slow);
+        tokio::task::yield_now().await;
+        let shed = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(call("/pkg.Svc/Fast"))
+            .await
+            .expect("response");
+        assert_eq!(response_code(&shed), tonic::Code::ResourceExhausted);
+        let health = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(call("/grpc.health.v1.Health/Check"))
+            .await
+            .expect("response");
+        assert_eq!(
+            response_code(&health),
+            tonic::Code::Ok,
+            "probes are never shed"
+        );
+
+        gate.notify_one();
+        let finished = slow.await.expect("join").expect("response");
+        assert_eq!(response_code(&finished), tonic::Code::Ok);
+        let after = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(call("/pkg.Svc/Fast"))
+            .await
+            .expect("response");
+        assert_eq!(
+            response_code(&after),
+            tonic::Code::Ok,
+            "the permit came back"
+        );
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"grpc_code="ResourceExhausted",grpc_method="Fast""#),
+            "{text}"
+        );
+    }
 }

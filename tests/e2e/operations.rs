@@ -177,3 +177,259 @@ async fn reflection_v1_lists_the_services() {
         "{names:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_ports_show_the_named_metrics_moving() {
+    use e2e::{Stack, http_get, metric_value};
+    let s = Stack::spawn(&TestBackend::Sqlite).await;
+    let service = [("grpc_service", "marketplace.contract.v1.ContractService")];
+    let before = http_get(s.contracts.metrics_addr, "/metrics").await;
+    let created = |text: &str| {
+        metric_value(
+            text,
+            "grpc_server_handled_total",
+            &[
+                service[0],
+                ("grpc_method", "CreateContract"),
+                ("grpc_code", "OK"),
+                ("grpc_type", "unary"),
+            ],
+        )
+        .unwrap_or(0.0)
+    };
+    let c = s
+        .contract(
+            "client-1",
+            "free-1",
+            chrono::Duration::days(40),
+            Some(chrono::Duration::days(1)),
+        )
+        .await;
+    s.contracts
+        .end_contract("mallory", &c.id, "")
+        .await
+        .expect_err("not a party");
+    s.feedback
+        .eligibility("client-1", &c.id)
+        .await
+        .expect("eligibility");
+
+    let after = http_get(s.contracts.metrics_addr, "/metrics").await;
+    assert_eq!(created(&after) - created(&before), 1.0, "{after}");
+    let denied = metric_value(
+        &after,
+        "grpc_server_handled_total",
+        &[
+            ("grpc_method", "EndContract"),
+            ("grpc_code", "PermissionDenied"),
+        ],
+    );
+    assert_eq!(denied, Some(1.0));
+    let started = metric_value(
+        &after,
+        "grpc_server_started_total",
+        &[("grpc_method", "CreateContract")],
+    );
+    assert_eq!(started, Some(1.0));
+    let latency = metric_value(
+        &after,
+        "grpc_server_handling_seconds_count",
+        &[("grpc_method", "CreateContract")],
+    );
+    assert_eq!(latency, Some(1.0));
+    for gauge in [
+        "db_pool_connections{",
+        "outbox_unsequenced_events ",
+        "outbox_last_sequence ",
+    ] {
+        assert!(after.contains(gauge), "{gauge} missing in {after}");
+    }
+
+    // feedback-service counts its calls to contract-service as a client.
+    let feedback = http_get(s.feedback.metrics_addr, "/metrics").await;
+    let client_calls = metric_value(
+        &feedback,
+        "grpc_client_handled_total",
+        &[
+            service[0],
+            ("grpc_method", "GetContract"),
+            ("grpc_code", "OK"),
+        ],
+    );
+    assert_eq!(client_calls, Some(1.0), "{feedback}");
+    let served = metric_value(
+        &feedback,
+        "grpc_server_handled_total",
+        &[
+            ("grpc_method", "CheckMidContractEligibility"),
+            ("grpc_code", "OK"),
+        ],
+    );
+    assert_eq!(served, Some(1.0));
+    assert!(feedback.contains("bonus_pending"), "{feedback}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shutdown_under_load_loses_no_accepted_request() {
+    use e2e::as_service;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let url = TestBackend::Sqlite.fresh_database_url().await;
+    let clock = shared::clock::TestClock::new(e2e::test_epoch());
+    let app = TestApp::spawn_on(url.clone(), clock.clone()).await;
+    let done = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..16)
+        .map(|worker| {
+            let (mut client, done) = (app.contracts.clone(), done.clone());
+            tokio::spawn(async move {
+                let (mut accepted, mut refused) = (Vec::new(), 0);
+                for i in 0.. {
+                    if done.load(Ordering::Relaxed) || refused > 3 {
+                        break;
+                    }
+                    let request = pb::CreateContractRequest {
+                        client_id: format!("client-{worker}"),
+                        freelancer_id: format!("free-{i}"),
+                        title: "load".into(),
+                        r#type: pb::ContractType::FixedPrice as i32,
+                        currency_code: "USD".into(),
+                        request_id: format!("load-{worker}-{i}"),
+                        ..Default::default()
+                    };
+                    match client
+                        .create_contract(as_service("hiring", &["contracts:write"], request))
+                        .await
+                    {
+                        Ok(response) => {
+                            accepted.push(response.into_inner().contract.expect("contract").id)
+                        }
+                        Err(status) => {
+                            // Refused or cut off by the shutdown: never a rule failure.
+                            assert!(
+                                matches!(
+                                    status.code(),
+                                    Code::Unavailable | Code::Cancelled | Code::Unknown
+                                ),
+                                "{status:?}"
+                            );
+                            refused += 1;
+                        }
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The same path SIGTERM takes: health NOT_SERVING, drain, workers stop.
+    tokio::time::timeout(std::time::Duration::from_secs(30), app.stop())
+        .await
+        .expect("the drain is bounded");
+    done.store(true, Ordering::Relaxed);
+    let mut accepted = Vec::new();
+    for sender in senders {
+        accepted.extend(sender.await.expect("join"));
+    }
+    assert!(!accepted.is_empty(), "the load reached the service");
+
+    let again = TestApp::spawn_on(url, clock).await;
+    let ids: Vec<String> = accepted.clone();
+    for chunk in ids.chunks(100) {
+        let batch = again
+            .contracts
+            .clone()
+            .batch_get_contracts(as_service(
+                "audit",
+                &["contracts:read"],
+                pb::BatchGetContractsRequest {
+                    contract_ids: chunk.to_vec(),
+                },
+            ))
+            .await
+            .expect("batch")
+            .into_inner();
+        assert!(
+            batch.missing_contract_ids.is_empty(),
+            "accepted but lost: {:?}",
+            batch.missing_contract_ids
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_drain_is_bounded_even_with_open_streams() {
+    use e2e::as_service;
+    let mut config_drain = None;
+    let app = TestApp::spawn_with(&TestBackend::Sqlite, |config| {
+        config.serve.drain_timeout_secs = 1;
+        config_drain = Some(config.serve.drain_timeout_secs);
+    })
+    .await;
+    assert_eq!(config_drain, Some(1));
+    let _stream = app
+        .contracts
+        .clone()
+        .watch_events(as_service(
+            "audit",
+            &["events:read"],
+            pb::WatchEventsRequest { after_sequence: 0 },
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    // A WatchEvents stream never ends by itself; the drain timeout ends it.
+    tokio::time::timeout(std::time::Duration::from_secs(15), app.stop())
+        .await
+        .expect("stopped within the drain timeout");
+}
+
+#[tokio::test]
+async fn the_test_clock_service_moves_time_for_the_rules() {
+    use shared::proto::testing::v1 as tpb;
+    use shared::proto::testing::v1::test_clock_service_client::TestClockServiceClient;
+    let app = TestApp::spawn_with_clock_control(&TestBackend::Sqlite).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut clock = TestClockServiceClient::new(channel);
+    let day = prost_types::Duration {
+        seconds: 86_400,
+        nanos: 0,
+    };
+    let moved = clock
+        .advance_time(as_user("ops", tpb::AdvanceTimeRequest { by: Some(day) }))
+        .await
+        .expect("advance")
+        .into_inner()
+        .now;
+    let expected = e2e::test_epoch() + chrono::Duration::days(1);
+    assert_eq!(moved, Some(e2e::ts(expected)));
+    let created = app.hourly_contract("client-1", "free-1").await;
+    assert_eq!(
+        created.create_time,
+        Some(e2e::ts(expected)),
+        "rules read the moved clock"
+    );
+    let backwards = clock
+        .advance_time(as_user(
+            "ops",
+            tpb::AdvanceTimeRequest {
+                by: Some(prost_types::Duration {
+                    seconds: -1,
+                    nanos: 0,
+                }),
+            },
+        ))
+        .await
+        .expect_err("negative");
+    assert_eq!(backwards.code(), Code::InvalidArgument);
+    let anonymous = clock
+        .get_time(tonic::Request::new(tpb::GetTimeRequest {}))
+        .await;
+    assert_eq!(
+        anonymous.expect_err("no token").code(),
+        Code::Unauthenticated
+    );
+}

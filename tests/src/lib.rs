@@ -83,6 +83,8 @@ pub fn test_epoch() -> DateTime<Utc> {
 /// A running contract-service with a test clock.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where `/metrics` answers.
+    pub metrics_addr: SocketAddr,
     pub clock: TestClock,
     pub database_url: String,
     pub contracts: ContractServiceClient<Channel>,
@@ -104,11 +106,34 @@ impl TestApp {
 
     /// Starts contract-service on `listen` (a restart reuses the old address).
     pub async fn spawn_at(listen: SocketAddr, database_url: String, clock: TestClock) -> Self {
-        let config = Config::dev(listen, database_url.clone());
-        let app = Application::build(&config, Arc::new(clock.clone()))
+        Self::spawn_configured(Config::dev(listen, database_url), clock, false).await
+    }
+
+    /// Starts contract-service on a fresh database with adjusted settings.
+    pub async fn spawn_with(backend: &TestBackend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let url = backend.fresh_database_url().await;
+        let mut config = Config::dev("127.0.0.1:0".parse().expect("addr"), url);
+        tweak(&mut config);
+        Self::spawn_configured(config, TestClock::new(test_epoch()), false).await
+    }
+
+    /// Starts contract-service serving TestClockService for its clock.
+    pub async fn spawn_with_clock_control(backend: &TestBackend) -> Self {
+        let url = backend.fresh_database_url().await;
+        let config = Config::dev("127.0.0.1:0".parse().expect("addr"), url);
+        Self::spawn_configured(config, TestClock::new(test_epoch()), true).await
+    }
+
+    async fn spawn_configured(config: Config, clock: TestClock, clock_control: bool) -> Self {
+        let database_url = config.database_url.clone();
+        let mut app = Application::build(&config, Arc::new(clock.clone()))
             .await
             .expect("build contract-service");
+        if clock_control {
+            app = app.with_clock_control(clock.clone());
+        }
         let addr = app.addr();
+        let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -120,6 +145,7 @@ impl TestApp {
             .expect("connect to contract-service");
         Self {
             addr,
+            metrics_addr,
             clock,
             database_url,
             contracts: ContractServiceClient::new(channel),
@@ -417,6 +443,7 @@ macro_rules! backend_tests {
 /// A running feedback-service wired to a contract-service, on the same test clock.
 pub struct FeedbackApp {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub database_url: String,
     pub feedback: FeedbackServiceClient<Channel>,
     stop: Option<oneshot::Sender<()>>,
@@ -446,6 +473,7 @@ impl FeedbackApp {
             .await
             .expect("build feedback-service");
         let addr = app.addr();
+        let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -457,6 +485,7 @@ impl FeedbackApp {
             .expect("connect to feedback-service");
         Self {
             addr,
+            metrics_addr,
             database_url,
             feedback: FeedbackServiceClient::new(channel),
             stop: Some(stop),
@@ -787,4 +816,32 @@ impl Stack {
         }
         contract
     }
+}
+
+/// GETs `path` from an HTTP/1 server (the metrics port) and returns the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to metrics");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The value of the sample whose line starts with `metric{` and contains every label in `labels`.
+pub fn metric_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{metric}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
 }
