@@ -55,4 +55,14 @@ echo "$metrics" | grep -q 'grpc_server_handled_total{grpc_code="OK",grpc_method=
   || { echo "smoke: contract-service metrics did not count EndContract"; exit 1; }
 curl -fsS http://127.0.0.1:9102/metrics | grep -q 'grpc_client_handled_total{grpc_code="OK",grpc_method="GetContract"' \
   || { echo "smoke: feedback-service metrics did not count its calls to contract-service"; exit 1; }
-echo "smoke: README walkthrough and metrics OK"
+# SIGTERM, as Kubernetes sends it: both binaries drain and exit 0.
+for pid in "$server" "$feedback"; do
+  kill -TERM "$pid"
+  if ! wait "$pid"; then
+    echo "smoke: a service did not exit cleanly on SIGTERM"
+    cat "$work/server.log"
+    exit 1
+  fi
+done
+grep -q "received SIGTERM" "$work/server.log" || { echo "smoke: SIGTERM was not handled"; exit 1; }
+echo "smoke: README walkthrough, metrics and SIGTERM OK"

@@ -4,3 +4,4 @@
 mod contract_service;
 mod feedback_service;
 mod operations;
+mod security;
