@@ -1060,6 +1060,125 @@ async fn events_stream_in_order_and_resume_from_a_cursor(backend: TestBackend) {
     assert_eq!(denied.err().map(|s| s.code()), Some(Code::PermissionDenied));
 }
 
+async fn end_contract_racing_deletes_leaves_every_entry_as_it_was_at_the_lock(
+    backend: TestBackend,
+) {
+    let app = Arc::new(TestApp::spawn(&backend).await);
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let mut logged = Vec::new();
+    for i in 0..30 {
+        let start = at("2026-11-16T00:00:00Z") + Duration::minutes(10 * i);
+        logged.push(
+            app.log_time("free-1", &c.id, start, 10)
+                .await
+                .expect("log")
+                .id,
+        );
+    }
+    let barrier = Arc::new(Barrier::new(logged.len() + 1));
+    let deletes: Vec<_> = logged
+        .iter()
+        .map(|entry| {
+            let (app, barrier, id, entry) =
+                (app.clone(), barrier.clone(), c.id.clone(), entry.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let request = pb::DeleteTimeEntryRequest {
+                    contract_id: id,
+                    time_entry_id: entry.clone(),
+                    request_id: String::new(),
+                };
+                app.contracts
+                    .clone()
+                    .delete_time_entry(as_user("free-1", request))
+                    .await
+                    .map(|_| entry)
+            })
+        })
+        .collect();
+    let ender = {
+        let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            app.end_contract("client-1", &id, "").await
+        })
+    };
+    let mut deleted = Vec::new();
+    for task in deletes {
+        match task.await.expect("join") {
+            Ok(entry) => deleted.push(entry),
+            Err(status) => assert_eq!(
+                reason(&status).as_deref(),
+                Some("WORK_DIARY_LOCKED"),
+                "{status:?}"
+            ),
+        }
+    }
+    ender.await.expect("join").expect("end");
+    let diary = app
+        .work_diary("client-1", &c.id, None)
+        .await
+        .expect("diary");
+    let mut remaining: Vec<_> = diary.time_entries.iter().map(|e| e.id.clone()).collect();
+    let mut expected: Vec<_> = logged
+        .iter()
+        .filter(|e| !deleted.contains(e))
+        .cloned()
+        .collect();
+    remaining.sort();
+    expected.sort();
+    assert_eq!(
+        remaining, expected,
+        "exactly the acknowledged deletes happened"
+    );
+    let events = app_events(&app, 1 + logged.len() + deleted.len() + 1).await;
+    let end_at = events
+        .iter()
+        .position(|e| matches!(e.payload, Some(pb::event::Payload::ContractEnded(_))))
+        .expect("ContractEnded");
+    assert!(
+        events[end_at..]
+            .iter()
+            .all(|e| !matches!(e.payload, Some(pb::event::Payload::TimeEntryDeleted(_)))),
+        "an entry was deleted after the diary locked"
+    );
+}
+
+async fn the_same_end_request_sent_concurrently_ends_once(backend: TestBackend) {
+    let app = Arc::new(TestApp::spawn(&backend).await);
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let barrier = Arc::new(Barrier::new(10));
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                app.end_contract("client-1", &id, "end-once").await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(
+            task.await
+                .expect("join")
+                .expect("every retry gets the first result"),
+        );
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "identical answers"
+    );
+    let events = app_events(&app, 2).await;
+    assert!(matches!(
+        events[1].payload,
+        Some(pb::event::Payload::ContractEnded(_))
+    ));
+    let more =
+        tokio::time::timeout(std::time::Duration::from_millis(700), app_events(&app, 3)).await;
+    assert!(more.is_err(), "one ContractEnded event, not more");
+}
+
 backend_tests!(
     ending_a_contract_locks_the_work_diary,
     either_party_may_end_but_nobody_else,
@@ -1076,4 +1195,6 @@ backend_tests!(
     bad_input_names_the_field_and_writes_nothing,
     contracts_are_listed_by_party_with_paging,
     events_stream_in_order_and_resume_from_a_cursor,
+    end_contract_racing_deletes_leaves_every_entry_as_it_was_at_the_lock,
+    the_same_end_request_sent_concurrently_ends_once,
 );

@@ -1213,6 +1213,86 @@ async fn work_history_pages_through_a_freelancers_contracts(backend: TestBackend
     assert_eq!(violated_fields(&reused), ["page_token"]);
 }
 
+async fn a_slow_contract_service_fails_within_the_callers_deadline_and_writes_nothing(
+    backend: TestBackend,
+) {
+    let contracts = TestApp::spawn(&backend).await;
+    let proxy = e2e::proxy::TcpProxy::start(contracts.addr)
+        .await
+        .expect("proxy");
+    let url = backend.fresh_database_url().await;
+    let feedback = FeedbackApp::spawn(
+        FeedbackApp::config(&url, proxy.addr()),
+        contracts.clock.clone(),
+    )
+    .await;
+    let s = Stack {
+        contracts,
+        feedback,
+    };
+    let c = s
+        .contract(
+            "client-1",
+            "free-1",
+            Duration::days(60),
+            Some(Duration::days(1)),
+        )
+        .await;
+    assert!(
+        s.feedback
+            .eligibility("client-1", &c.id)
+            .await
+            .expect("fast path")
+            .eligible
+    );
+
+    proxy.set_delay(std::time::Duration::from_secs(3));
+    let deadline = std::time::Duration::from_millis(600);
+    let mut submit = as_user(
+        "client-1",
+        fpb::SubmitMidContractFeedbackRequest {
+            contract_id: c.id.clone(),
+            rating: 5,
+            comment: "slow".into(),
+            bonus: None,
+            request_id: String::new(),
+        },
+    );
+    submit.set_timeout(deadline);
+    let started = std::time::Instant::now();
+    let slow = s
+        .feedback
+        .client()
+        .submit_mid_contract_feedback(submit)
+        .await
+        .expect_err("too slow");
+    assert!(
+        matches!(
+            slow.code(),
+            Code::DeadlineExceeded | Code::Cancelled | Code::Unavailable
+        ),
+        "{slow:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "answered before the slow hop would have: {:?}",
+        started.elapsed()
+    );
+
+    // Chunks already queued behind the delay still take their time; then it is fast again.
+    proxy.set_delay(std::time::Duration::ZERO);
+    let mut recovered = None;
+    for _ in 0..50 {
+        if let Ok(e) = s.feedback.eligibility("client-1", &c.id).await {
+            recovered = Some(e);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let e = recovered.expect("contract-service reachable again");
+    assert!(e.eligible, "the timed-out submit wrote nothing: {e:?}");
+}
+
 backend_tests!(
     mid_contract_eligibility_holds_at_30_days_with_a_payment_in_the_last_30,
     the_early_feedback_cohort_may_give_feedback_at_14_days_with_a_bonus,
@@ -1230,4 +1310,5 @@ backend_tests!(
     bad_feedback_input_names_the_field_and_writes_nothing,
     batch_eligibility_answers_for_the_callers_contracts_only,
     work_history_pages_through_a_freelancers_contracts,
+    a_slow_contract_service_fails_within_the_callers_deadline_and_writes_nothing,
 );
