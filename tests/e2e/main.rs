@@ -3,5 +3,6 @@
 
 mod contract_service;
 mod feedback_service;
+mod hostile;
 mod operations;
 mod security;
