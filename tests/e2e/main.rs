@@ -6,3 +6,4 @@ mod feedback_service;
 mod hostile;
 mod operations;
 mod security;
+mod soak;
