@@ -49,6 +49,7 @@ impl Application {
             Duration::from_millis(config.contract_service_timeout_ms),
             Duration::from_millis(config.contract_service_connect_timeout_ms),
             metrics.clone(),
+            config.contract_service_tls()?,
         )?
         .with_attempts(config.contract_service_attempts);
         let db = open_database(config).await?;

@@ -72,6 +72,26 @@ pub struct Config {
     /// contracts:read and payments:write). With --dev and no file, one is minted with the dev key.
     #[arg(long, env = "CONTRACT_SERVICE_TOKEN_FILE")]
     pub contract_service_token_file: Option<String>,
+    /// PEM CA that signed contract-service's certificate (https:// URLs).
+    #[arg(long, env = "CONTRACT_SERVICE_CA_FILE")]
+    pub contract_service_ca_file: Option<String>,
+    /// Name to verify in contract-service's certificate (defaults to the URL's host).
+    #[arg(long, env = "CONTRACT_SERVICE_TLS_DOMAIN")]
+    pub contract_service_tls_domain: Option<String>,
+    /// PEM client certificate for mutual TLS with contract-service (with the key file).
+    #[arg(
+        long,
+        env = "CONTRACT_SERVICE_CLIENT_CERT_FILE",
+        requires = "contract_service_client_key_file"
+    )]
+    pub contract_service_client_cert_file: Option<String>,
+    /// PEM key of the client certificate.
+    #[arg(
+        long,
+        env = "CONTRACT_SERVICE_CLIENT_KEY_FILE",
+        requires = "contract_service_client_cert_file"
+    )]
+    pub contract_service_client_key_file: Option<String>,
     /// Attempts for an idempotent read of contract-service that fails UNAVAILABLE.
     #[arg(long, env = "CONTRACT_SERVICE_ATTEMPTS", default_value_t = 3)]
     pub contract_service_attempts: u32,
@@ -170,6 +190,35 @@ impl RuleArgs {
 }
 
 impl Config {
+    /// TLS towards contract-service, when its URL is https://.
+    pub fn contract_service_tls(
+        &self,
+    ) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+        if !self.contract_service_url.starts_with("https://") {
+            return Ok(None);
+        }
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))
+        };
+        let mut tls = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &self.contract_service_ca_file {
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        if let Some(domain) = &self.contract_service_tls_domain {
+            tls = tls.domain_name(domain.clone());
+        }
+        if let (Some(cert), Some(key)) = (
+            &self.contract_service_client_cert_file,
+            &self.contract_service_client_key_file,
+        ) {
+            tls = tls.identity(tonic::transport::Identity::from_pem(
+                read(cert)?,
+                read(key)?,
+            ));
+        }
+        Ok(Some(tls))
+    }
+
     /// Defaults with `--dev`, for tests and the dev launcher.
     pub fn dev(
         listen: SocketAddr,

@@ -33,8 +33,13 @@ impl Contracts {
         timeout: Duration,
         connect_timeout: Duration,
         metrics: std::sync::Arc<shared::metrics::Metrics>,
+        tls: Option<tonic::transport::ClientTlsConfig>,
     ) -> Result<Self, tonic::transport::Error> {
-        let channel = Endpoint::from_shared(url.to_owned())?
+        let mut endpoint = Endpoint::from_shared(url.to_owned())?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
@@ -232,6 +237,7 @@ mod tests {
             Duration::from_secs(2),
             Duration::from_secs(1),
             shared::metrics::Metrics::new().expect("metrics"),
+            None,
         )
         .expect("client");
         let sent =

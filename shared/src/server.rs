@@ -47,6 +47,34 @@ pub struct ServeArgs {
     /// OTLP/gRPC endpoint for spans (e.g. http://otel-collector:4317); unset exports nothing.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// PEM certificate chain: serve gRPC over TLS (with --tls-key-file).
+    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<String>,
+    /// PEM private key of the TLS certificate.
+    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<String>,
+    /// PEM CA: require client certificates it signed (mutual TLS).
+    #[arg(long, env = "TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<String>,
+}
+
+impl ServeArgs {
+    /// The server's TLS settings, if TLS is configured.
+    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else {
+            return Ok(None);
+        };
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))
+        };
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(read(cert)?, read(key)?),
+        );
+        if let Some(ca) = &self.tls_client_ca_file {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
+    }
 }
 
 impl Default for ServeArgs {
@@ -136,7 +164,15 @@ pub async fn serve(
         }))
     });
 
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = args.tls()? {
+        tracing::info!(
+            mutual = args.tls_client_ca_file.is_some(),
+            "serving gRPC over TLS"
+        );
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
         .timeout(Duration::from_millis(args.request_timeout_ms))
         .http2_keepalive_interval(Some(Duration::from_secs(
             args.http2_keepalive_interval_secs,

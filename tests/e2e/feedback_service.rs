@@ -515,6 +515,7 @@ async fn a_bonus_survives_both_services_crashing_between_the_steps(backend: Test
         std::time::Duration::from_secs(2),
         std::time::Duration::from_secs(1),
         shared::metrics::Metrics::new().expect("metrics"),
+        None,
     )
     .expect("client");
     payer

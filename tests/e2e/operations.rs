@@ -433,3 +433,165 @@ async fn the_test_clock_service_moves_time_for_the_rules() {
         Code::Unauthenticated
     );
 }
+
+/// A CA, a server certificate for `localhost` and a client certificate, as PEM files in `dir`.
+fn certificates(dir: &std::path::Path) -> [String; 5] {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "marketplace test CA");
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("ca");
+    let server_key = KeyPair::generate().expect("key");
+    let server = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&server_key, &ca)
+        .expect("server cert");
+    let client_key = KeyPair::generate().expect("key");
+    let mut client_params =
+        CertificateParams::new(vec!["feedback-service".to_owned()]).expect("params");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params
+        .signed_by(&client_key, &ca)
+        .expect("client cert");
+    let files = [
+        ("ca.pem", ca.pem()),
+        ("server.pem", server.pem()),
+        ("server.key", server_key.serialize_pem()),
+        ("client.pem", client.pem()),
+        ("client.key", client_key.serialize_pem()),
+    ];
+    files.map(|(name, pem)| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).expect("write pem");
+        path.display().to_string()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn feedback_reaches_contract_service_over_mutual_tls_and_strangers_cannot() {
+    use std::sync::Arc;
+    use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+    let dir = std::env::temp_dir().join(format!("mtls-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let [ca, server_cert, server_key, client_cert, client_key] = certificates(&dir);
+    let clock = shared::clock::TestClock::new(e2e::test_epoch());
+
+    let url = TestBackend::Sqlite.fresh_database_url().await;
+    let mut config = contract_service::Config::dev("127.0.0.1:0".parse().expect("addr"), url);
+    config.serve.tls_cert_file = Some(server_cert);
+    config.serve.tls_key_file = Some(server_key);
+    config.serve.tls_client_ca_file = Some(ca.clone());
+    let app = contract_service::Application::build(&config, Arc::new(clock.clone()))
+        .await
+        .expect("build");
+    let addr = app.addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+
+    let pem = |path: &str| std::fs::read(path).expect("pem");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem(&ca)))
+        .domain_name("localhost");
+    let with_identity = tls
+        .clone()
+        .identity(Identity::from_pem(pem(&client_cert), pem(&client_key)));
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(with_identity)
+        .expect("tls")
+        .connect()
+        .await
+        .expect("mutual TLS handshake");
+    let mut contracts =
+        shared::proto::contract::v1::contract_service_client::ContractServiceClient::new(channel);
+    let created = contracts
+        .create_contract(e2e::as_service(
+            "hiring",
+            &["contracts:write"],
+            pb::CreateContractRequest {
+                client_id: "client-1".into(),
+                freelancer_id: "free-1".into(),
+                title: "over TLS".into(),
+                r#type: pb::ContractType::FixedPrice as i32,
+                currency_code: "USD".into(),
+                start_time: Some(e2e::ts(e2e::test_epoch() - chrono::Duration::days(40))),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create over mTLS")
+        .into_inner()
+        .contract
+        .expect("contract");
+
+    // feedback-service calls contract-service over mutual TLS.
+    let feedback_db = TestBackend::Sqlite.fresh_database_url().await;
+    let mut feedback_config = e2e::FeedbackApp::config(&feedback_db, addr);
+    feedback_config.contract_service_url = format!("https://{addr}");
+    feedback_config.contract_service_ca_file = Some(ca.clone());
+    feedback_config.contract_service_tls_domain = Some("localhost".into());
+    feedback_config.contract_service_client_cert_file = Some(client_cert);
+    feedback_config.contract_service_client_key_file = Some(client_key);
+    let feedback = e2e::FeedbackApp::spawn(feedback_config, clock).await;
+    let eligibility = feedback
+        .eligibility("client-1", &created.id)
+        .await
+        .expect("feedback -> contract over mTLS");
+    assert_eq!(eligibility.contract_id, created.id);
+
+    // Plaintext, and TLS without a client certificate, are refused.
+    let plaintext = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await;
+    if let Ok(channel) = plaintext {
+        let mut client =
+            shared::proto::contract::v1::contract_service_client::ContractServiceClient::new(
+                channel,
+            );
+        let answer = client
+            .get_contract(as_user(
+                "client-1",
+                pb::GetContractRequest {
+                    contract_id: created.id.clone(),
+                },
+            ))
+            .await;
+        assert!(answer.is_err(), "plaintext must not be served");
+    }
+    let anonymous = Channel::from_shared(format!("https://{addr}"))
+        .expect("uri")
+        .tls_config(tls)
+        .expect("tls")
+        .connect()
+        .await;
+    if let Ok(channel) = anonymous {
+        let mut client =
+            shared::proto::contract::v1::contract_service_client::ContractServiceClient::new(
+                channel,
+            );
+        let answer = client
+            .get_contract(as_user(
+                "client-1",
+                pb::GetContractRequest {
+                    contract_id: created.id.clone(),
+                },
+            ))
+            .await;
+        assert!(
+            answer.is_err(),
+            "a client without a certificate must be refused"
+        );
+    }
+    let _ = stop.send(());
+    server.await.expect("join").expect("server ran cleanly");
+    std::fs::remove_dir_all(dir).ok();
+}
