@@ -375,6 +375,116 @@ async fn hostile_requests_get_documented_answers_and_text_is_stored_verbatim(bac
             &i,
             &feedback.list_work_history(as_user("anyone", history)).await,
         );
+        let get = pb::GetContractRequest {
+            contract_id: i.id.clone(),
+        };
+        check(
+            "GetContract",
+            &i,
+            &contracts.get_contract(as_user(EARLY_CLIENT, get)).await,
+        );
+        let delete = pb::DeleteTimeEntryRequest {
+            contract_id: target.clone(),
+            time_entry_id: i.id.clone(),
+            request_id: i.other_text.clone(),
+        };
+        check(
+            "DeleteTimeEntry",
+            &i,
+            &contracts.delete_time_entry(as_user("free-h", delete)).await,
+        );
+        let payments = pb::ListPaymentsRequest {
+            contract_id: target.clone(),
+            page_size: i.small,
+            page_token: i.text.clone(),
+        };
+        check(
+            "ListPayments",
+            &i,
+            &contracts
+                .list_payments(as_user(EARLY_CLIENT, payments))
+                .await,
+        );
+        let week = pb::GetBillingWeekRequest {
+            contract_id: target.clone(),
+            week_time: i.time,
+        };
+        check(
+            "GetBillingWeek",
+            &i,
+            &contracts
+                .get_billing_week(as_user(EARLY_CLIENT, week))
+                .await,
+        );
+        let watch = pb::WatchEventsRequest {
+            after_sequence: i.number,
+        };
+        match contracts
+            .watch_events(as_service("audit", &["events:read"], watch))
+            .await
+        {
+            Ok(_) => {}
+            Err(status) => assert!(
+                documented(status.code()),
+                "WatchEvents answered {status:?} for {i:?}"
+            ),
+        }
+        let check_one = fpb::CheckMidContractEligibilityRequest {
+            contract_id: i.id.clone(),
+        };
+        check(
+            "CheckMidContractEligibility",
+            &i,
+            &feedback
+                .check_mid_contract_eligibility(as_user(EARLY_CLIENT, check_one))
+                .await,
+        );
+        let ask = fpb::RequestMidContractFeedbackRequest {
+            contract_id: target.clone(),
+            request_id: i.other_text.clone(),
+        };
+        check(
+            "RequestMidContractFeedback",
+            &i,
+            &feedback
+                .request_mid_contract_feedback(as_user("free-h", ask))
+                .await,
+        );
+        let requests = fpb::ListFeedbackRequestsRequest {
+            contract_id: target.clone(),
+            page_size: i.small,
+            page_token: i.text.clone(),
+        };
+        check(
+            "ListFeedbackRequests",
+            &i,
+            &feedback
+                .list_feedback_requests(as_user(EARLY_CLIENT, requests))
+                .await,
+        );
+        let get_end = fpb::GetEndContractFeedbackRequest {
+            contract_id: i.id.clone(),
+        };
+        check(
+            "GetEndContractFeedback",
+            &i,
+            &feedback
+                .get_end_contract_feedback(as_user("free-h", get_end))
+                .await,
+        );
+        let fwatch = fpb::WatchEventsRequest {
+            after_sequence: i.number,
+        };
+        match feedback
+            .watch_events(as_service("audit", &["events:read"], fwatch))
+            .await
+        {
+            Ok(_) => {}
+            Err(status) => assert!(
+                documented(status.code()),
+                "WatchEvents answered {status:?} for {i:?}"
+            ),
+        }
         let jss = fpb::ListJobSuccessInputsRequest {
             freelancer_id: i.id.clone(),
             page_size: i.small,
