@@ -209,7 +209,7 @@ async fn end_contract_racing_log_time_leaves_nothing_after_the_lock(backend: Tes
     accepted.sort();
     assert_eq!(stored, accepted);
     // In commit order, no TimeLogged follows ContractEnded.
-    let events = app_events(&app, 2 + accepted.len()).await;
+    let events = app.events(2 + accepted.len()).await;
     let end_at = events
         .iter()
         .position(|e| matches!(e.payload, Some(pb::event::Payload::ContractEnded(_))))
@@ -228,32 +228,6 @@ async fn end_contract_racing_log_time_leaves_nothing_after_the_lock(backend: Tes
         Code::FailedPrecondition,
         "WORK_DIARY_LOCKED",
     );
-}
-
-/// The first `count` events of the outbox, in sequence order.
-async fn app_events(app: &TestApp, count: usize) -> Vec<pb::Event> {
-    use futures::StreamExt;
-    let mut stream = app
-        .contracts
-        .clone()
-        .watch_events(as_service(
-            "audit",
-            &["events:read"],
-            pb::WatchEventsRequest { after_sequence: 0 },
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
-    let mut events = Vec::new();
-    while events.len() < count {
-        let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
-            .await
-            .expect("event within 10 s")
-            .expect("stream open")
-            .expect("event");
-        events.push(next.event.expect("event"));
-    }
-    events
 }
 
 async fn time_is_logged_in_segments_inside_the_current_week(backend: TestBackend) {
@@ -1013,7 +987,7 @@ async fn events_stream_in_order_and_resume_from_a_cursor(backend: TestBackend) {
         .await
         .expect_err("not a party: no event");
     app.end_contract("free-1", &c.id, "").await.expect("end");
-    let events = app_events(&app, 3).await;
+    let events = app.events(3).await;
     let sequences: Vec<_> = events.iter().map(|e| e.sequence).collect();
     assert_eq!(sequences, [1, 2, 3]);
     assert!(matches!(
@@ -1131,7 +1105,7 @@ async fn end_contract_racing_deletes_leaves_every_entry_as_it_was_at_the_lock(
         remaining, expected,
         "exactly the acknowledged deletes happened"
     );
-    let events = app_events(&app, 1 + logged.len() + deleted.len() + 1).await;
+    let events = app.events(1 + logged.len() + deleted.len() + 1).await;
     let end_at = events
         .iter()
         .position(|e| matches!(e.payload, Some(pb::event::Payload::ContractEnded(_))))
@@ -1169,13 +1143,12 @@ async fn the_same_end_request_sent_concurrently_ends_once(backend: TestBackend) 
         answers.windows(2).all(|w| w[0] == w[1]),
         "identical answers"
     );
-    let events = app_events(&app, 2).await;
+    let events = app.events(2).await;
     assert!(matches!(
         events[1].payload,
         Some(pb::event::Payload::ContractEnded(_))
     ));
-    let more =
-        tokio::time::timeout(std::time::Duration::from_millis(700), app_events(&app, 3)).await;
+    let more = tokio::time::timeout(std::time::Duration::from_millis(700), app.events(3)).await;
     assert!(more.is_err(), "one ContractEnded event, not more");
 }
 

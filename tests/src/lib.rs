@@ -164,6 +164,42 @@ impl TestApp {
         }
     }
 
+    /// The first `count` outbox events, in sequence order (each within 10 s).
+    pub async fn events(&self, count: usize) -> Vec<pb::Event> {
+        use futures::StreamExt;
+        let mut stream = self
+            .contracts
+            .clone()
+            .watch_events(as_service(
+                "audit",
+                &["events:read"],
+                pb::WatchEventsRequest { after_sequence: 0 },
+            ))
+            .await
+            .expect("watch")
+            .into_inner();
+        let mut events = Vec::new();
+        while events.len() < count {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+                .await
+                .expect("event within 10 s")
+                .expect("stream open")
+                .expect("event");
+            events.push(next.event.expect("event"));
+        }
+        events
+    }
+
+    /// Whether the outbox holds more than `count` events (waits briefly for one more).
+    pub async fn has_more_events_than(&self, count: usize) -> bool {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(700),
+            self.events(count + 1),
+        )
+        .await
+        .is_ok()
+    }
+
     /// Moves the test clock to `t`.
     pub fn set_time(&self, t: DateTime<Utc>) {
         self.clock.set(t);
