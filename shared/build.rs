@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "marketplace/contract/v1/contract_service.proto",
     "marketplace/feedback/v1/feedback_service.proto",
     "marketplace/testing/v1/test_clock_service.proto",
+    "marketplace/testing/v1/echo_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -161,3 +161,28 @@ pub mod control {
         }
     }
 }
+
+/// The benchmark's echo service: answers at once, so a load run can measure
+/// the ceiling of a unary call served the same way as the real services.
+pub mod echo {
+    use tonic::{Request, Response, Status};
+
+    use crate::proto::testing::v1 as pb;
+
+    #[derive(Debug, Clone, Default)]
+    pub struct EchoApi;
+
+    #[tonic::async_trait]
+    impl pb::echo_service_server::EchoService for EchoApi {
+        async fn echo(
+            &self,
+            request: Request<pb::EchoRequest>,
+        ) -> Result<Response<pb::EchoResponse>, Status> {
+            // Authenticated like the real RPCs, so the ratio compares like with like.
+            crate::auth::Caller::of(&request)?;
+            Ok(Response::new(pb::EchoResponse {
+                payload: request.into_inner().payload,
+            }))
+        }
+    }
+}

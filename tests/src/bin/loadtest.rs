@@ -1,0 +1,783 @@
+//! The load tool: starts the echo baseline and both services as separate
+//! processes (release builds, one shared test clock set through
+//! TestClockService), drives each scenario at a concurrency for a duration,
+//! and reports requests/s, p50/p90/p99, errors, each figure's ratio to the
+//! echo ceiling measured in the same run, the services' resident memory, and
+//! for PostgreSQL the same machine's `pgbench` single-row INSERT TPS.
+//!
+//! ```text
+//! cargo build --release --bins && target/release/loadtest --backend sqlite
+//! cargo build --release --bins && target/release/loadtest --backend postgres --postgres-url postgres://…/db
+//! ```
+//! It measures; it asserts nothing (docs/benchmarks.md holds the figures).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use shared::auth::{TokenSpec, mint_dev};
+use shared::proto::contract::v1 as pb;
+use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
+use shared::proto::feedback::v1 as fpb;
+use shared::proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
+use shared::proto::testing::v1 as tpb;
+use shared::proto::testing::v1::echo_service_client::EchoServiceClient;
+use shared::proto::testing::v1::test_clock_service_client::TestClockServiceClient;
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "Drive each scenario and report throughput, latency and ratios to an echo baseline"
+)]
+struct Args {
+    #[arg(long, value_enum, default_value_t = Backend::Sqlite)]
+    backend: Backend,
+    /// Any database on the PostgreSQL server (the tool creates its own databases).
+    #[arg(long, env = "TEST_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// Concurrent callers per scenario.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Measured seconds per scenario (after a one-second warm-up).
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    /// Scenarios to run (default: all).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Where the built binaries are (default: next to this one).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+const SCENARIOS: &[&str] = &[
+    "echo",
+    "get-contract",
+    "check-eligibility",
+    "batch-check-100",
+    "log-time",
+    "end-contract",
+    "submit-mid-feedback",
+    "get-end-feedback",
+    "list-work-history",
+];
+
+#[derive(Debug, Serialize)]
+struct Figures {
+    scenario: String,
+    backend: String,
+    concurrency: usize,
+    requests: u64,
+    errors: u64,
+    requests_per_sec: f64,
+    /// Contracts per second for batch scenarios (requests × batch size).
+    items_per_sec: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    ratio_to_echo: Option<f64>,
+    contract_rss_mib: f64,
+    feedback_rss_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    backend: String,
+    figures: Vec<Figures>,
+    pgbench_insert_tps: Option<f64>,
+    log_time_ratio_to_pgbench: Option<f64>,
+}
+
+/// A started service process.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+async fn database_url(args: &Args, name: &str) -> anyhow::Result<String> {
+    let unique = format!("mkt_load_{name}_{}", uuid::Uuid::now_v7().simple());
+    match args.backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join("marketplace-load");
+            std::fs::create_dir_all(&dir)?;
+            Ok(format!("sqlite://{}/{unique}.db", dir.display()))
+        }
+        Backend::Postgres => {
+            use sqlx::Executor;
+            let url = args
+                .postgres_url
+                .clone()
+                .context("--postgres-url (or TEST_POSTGRES_URL) is required for postgres")?;
+            sqlx::any::install_default_drivers();
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
+            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {unique}")))
+                .await?;
+            let (base, _) = url.rsplit_once('/').context("a database in the URL")?;
+            Ok(format!("{base}/{unique}"))
+        }
+    }
+}
+
+async fn start(
+    bin_dir: &std::path::Path,
+    binary: &str,
+    extra: &[String],
+) -> anyhow::Result<Process> {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let path = bin_dir.join(binary);
+    let child = Command::new(&path)
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .env("MAX_CONCURRENT_REQUESTS", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            format!(
+                "cannot start {} (run `cargo build --release --bins` first)",
+                path.display()
+            )
+        })?;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(Process { child, addr });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{binary} did not start on {addr}")
+}
+
+async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
+    Ok(Channel::from_shared(format!("http://{addr}"))?
+        .tcp_nodelay(true)
+        .connect()
+        .await?)
+}
+
+fn rss_mib(process: &Process) -> f64 {
+    let Some(pid) = process.child.id() else {
+        return 0.0;
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(value) = format!("Bearer {token}").parse() {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// Tokens minted once: signing is not what is measured.
+struct Tokens {
+    hiring: String,
+    billing: String,
+    reader: String,
+    ops: String,
+}
+
+impl Tokens {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            hiring: mint_dev(&TokenSpec::service("load-hiring", &["contracts:write"]))?,
+            billing: mint_dev(&TokenSpec::service("load-billing", &["payments:write"]))?,
+            reader: mint_dev(&TokenSpec::service(
+                "load-reader",
+                &["contracts:read", "admin"],
+            ))?,
+            ops: mint_dev(&TokenSpec::service("load-ops", &["admin"]))?,
+        })
+    }
+
+    fn user(id: &str) -> String {
+        mint_dev(&TokenSpec::user(id)).unwrap_or_default()
+    }
+}
+
+/// Friday 2026-11-20 23:50 UTC: the whole billing week is open for LogTime.
+fn bench_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-20T23:50:00Z")
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default()
+}
+
+/// One contract of the fixture: ids and the user tokens of its parties.
+#[derive(Clone)]
+struct Fixture {
+    contract: String,
+    client_token: String,
+    freelancer_token: String,
+}
+
+async fn create_contracts(
+    contracts: &ContractServiceClient<Channel>,
+    tokens: &Tokens,
+    count: usize,
+    ended: bool,
+    tag: &str,
+) -> anyhow::Result<Vec<Fixture>> {
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let client = format!("{tag}-client-{i}");
+        let freelancer = format!("{tag}-free-{}", i % 50);
+        let mut c = contracts.clone();
+        let created = c
+            .create_contract(bearer(
+                &tokens.hiring,
+                pb::CreateContractRequest {
+                    client_id: client.clone(),
+                    freelancer_id: freelancer.clone(),
+                    title: "load".into(),
+                    r#type: pb::ContractType::Hourly as i32,
+                    currency_code: "USD".into(),
+                    hourly_rate_minor: 5_000,
+                    weekly_limit_minutes: 6_000,
+                    start_time: Some(shared::time::to_proto(
+                        bench_now() - chrono::Duration::days(90),
+                    )),
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner()
+            .contract
+            .context("contract")?;
+        c.record_payment(bearer(
+            &tokens.billing,
+            pb::RecordPaymentRequest {
+                contract_id: created.id.clone(),
+                kind: pb::PaymentKind::HourlyInvoice as i32,
+                amount: Some(pb::Money {
+                    currency_code: "USD".into(),
+                    amount_minor: 10_000,
+                }),
+                paid_time: Some(shared::time::to_proto(
+                    bench_now() - chrono::Duration::days(2),
+                )),
+                memo: String::new(),
+                request_id: format!("load-pay-{}", created.id),
+            },
+        ))
+        .await?;
+        let client_token = Tokens::user(&client);
+        if ended {
+            c.end_contract(bearer(
+                &client_token,
+                pb::EndContractRequest {
+                    contract_id: created.id.clone(),
+                    reason: String::new(),
+                    request_id: String::new(),
+                },
+            ))
+            .await?;
+        }
+        out.push(Fixture {
+            contract: created.id,
+            client_token,
+            freelancer_token: Tokens::user(&freelancer),
+        });
+    }
+    Ok(out)
+}
+
+/// Runs `call(worker, iteration)` from `concurrency` workers for `duration`.
+async fn drive<F, Fut>(
+    concurrency: usize,
+    duration: Duration,
+    call: F,
+) -> (Histogram<u64>, u64, u64, Duration)
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    // Warm-up: connections, caches and prepared statements.
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let counter = Arc::new(AtomicUsize::new(0));
+    let run = |until: Instant, record: bool| {
+        let tasks: Vec<_> = (0..concurrency)
+            .map(|worker| {
+                let (call, counter) = (call.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
+                    let (mut ok, mut errors) = (0u64, 0u64);
+                    while Instant::now() < until {
+                        let i = counter.fetch_add(1, Ordering::Relaxed);
+                        let started = Instant::now();
+                        let success = call(worker, i).await;
+                        let micros = u64::try_from(started.elapsed().as_micros())
+                            .unwrap_or(u64::MAX)
+                            .max(1);
+                        if record && let Some(h) = histogram.as_mut() {
+                            let _ = h.record(micros.min(60_000_000));
+                        }
+                        if success { ok += 1 } else { errors += 1 }
+                    }
+                    (histogram, ok, errors)
+                })
+            })
+            .collect::<Vec<_>>();
+        async move {
+            let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
+            let (mut ok, mut errors) = (0, 0);
+            for task in tasks {
+                if let Ok((h, o, e)) = task.await {
+                    if let (Some(total), Some(h)) = (total.as_mut(), h.as_ref()) {
+                        let _ = total.add(h);
+                    }
+                    ok += o;
+                    errors += e;
+                }
+            }
+            (total, ok, errors)
+        }
+    };
+    let _ = run(warm_until, false).await;
+    let started = Instant::now();
+    let (histogram, ok, errors) = run(started + duration, true).await;
+    let elapsed = started.elapsed();
+    (
+        histogram.unwrap_or_else(|| Histogram::new(3).expect("histogram")),
+        ok,
+        errors,
+        elapsed,
+    )
+}
+
+fn pgbench_tps(url: &str, concurrency: usize, duration: u64) -> Option<f64> {
+    use std::process::Command as Sync;
+    let script = std::env::temp_dir().join("loadtest-insert.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO pgbench_single_row (payload) VALUES ('x');\n",
+    )
+    .ok()?;
+    let setup = Sync::new("psql")
+        .args([url, "-q", "-c", "CREATE TABLE IF NOT EXISTS pgbench_single_row (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL)"])
+        .output()
+        .ok()?;
+    if !setup.status.success() {
+        eprintln!(
+            "pgbench setup failed: {}",
+            String::from_utf8_lossy(&setup.stderr)
+        );
+        return None;
+    }
+    let output = Sync::new("pgbench")
+        .args([
+            "-n",
+            "-c",
+            &concurrency.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &duration.to_string(),
+            "-f",
+        ])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("exe dir")?
+            .to_path_buf(),
+    };
+    let selected: Vec<&str> = if args.scenarios.is_empty() {
+        SCENARIOS.to_vec()
+    } else {
+        SCENARIOS
+            .iter()
+            .copied()
+            .filter(|s| args.scenarios.iter().any(|a| a == s))
+            .collect()
+    };
+    let contract_db = database_url(&args, "contract").await?;
+    let feedback_db = database_url(&args, "feedback").await?;
+    let echo = start(&bin_dir, "echo-server", &[]).await?;
+    let contract = start(
+        &bin_dir,
+        "contract-service",
+        &[
+            "--dev".into(),
+            "--test-clock".into(),
+            "--database-url".into(),
+            contract_db.clone(),
+        ],
+    )
+    .await?;
+    let feedback = start(
+        &bin_dir,
+        "feedback-service",
+        &[
+            "--dev".into(),
+            "--test-clock".into(),
+            "--database-url".into(),
+            feedback_db,
+            "--contract-service-url".into(),
+            format!("http://{}", contract.addr),
+            "--run-workers".into(),
+            "false".into(),
+        ],
+    )
+    .await?;
+    let tokens = Arc::new(Tokens::new()?);
+    // One clock for both services: Friday night, so a whole week is open.
+    for addr in [contract.addr, feedback.addr] {
+        TestClockServiceClient::new(channel(addr).await?)
+            .set_time(bearer(
+                &tokens.ops,
+                tpb::SetTimeRequest {
+                    now: Some(shared::time::to_proto(bench_now())),
+                },
+            ))
+            .await?;
+    }
+    let contracts = ContractServiceClient::new(channel(contract.addr).await?);
+    let feedbacks = FeedbackServiceClient::new(channel(feedback.addr).await?);
+    let echoes = EchoServiceClient::new(channel(echo.addr).await?);
+
+    eprintln!("loadtest: preparing fixtures");
+    let active = Arc::new(create_contracts(&contracts, &tokens, 400, false, "a").await?);
+    let ended = Arc::new(create_contracts(&contracts, &tokens, 200, true, "e").await?);
+    for f in ended.iter() {
+        let mut fb = feedbacks.clone();
+        fb.submit_end_contract_feedback(bearer(
+            &f.client_token,
+            fpb::SubmitEndContractFeedbackRequest {
+                contract_id: f.contract.clone(),
+                freelancer_scores: Some(fpb::FreelancerScores {
+                    skills: 5,
+                    quality_of_work: 5,
+                    availability: 5,
+                    adherence_to_schedule: 5,
+                    communication: 5,
+                    cooperation: 5,
+                }),
+                private_feedback: Some(fpb::ClientPrivateFeedback {
+                    reason_for_ending: fpb::EndReason::JobCompleted as i32,
+                    likelihood_to_recommend: 9,
+                }),
+                client_scores: None,
+                comment: "great".into(),
+                request_id: String::new(),
+            },
+        ))
+        .await?;
+    }
+    let duration = Duration::from_secs(args.duration_secs);
+    let mut figures: Vec<Figures> = Vec::new();
+    let mut echo_rps = None;
+    for scenario in selected {
+        eprintln!("loadtest: {scenario}");
+        let (c, f, e, t, act, end) = (
+            contracts.clone(),
+            feedbacks.clone(),
+            echoes.clone(),
+            tokens.clone(),
+            active.clone(),
+            ended.clone(),
+        );
+        let mut batch = 1.0;
+        let (histogram, ok, errors, elapsed) = match scenario {
+            "echo" => {
+                drive(args.concurrency, duration, move |_, _| {
+                    let (mut e, token) = (e.clone(), t.reader.clone());
+                    async move {
+                        e.echo(bearer(
+                            &token,
+                            tpb::EchoRequest {
+                                payload: "ping".into(),
+                            },
+                        ))
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await
+            }
+            "get-contract" => {
+                drive(args.concurrency, duration, move |_, i| {
+                    let (mut c, token, id) = (
+                        c.clone(),
+                        t.reader.clone(),
+                        act[i % act.len()].contract.clone(),
+                    );
+                    async move {
+                        c.get_contract(bearer(&token, pb::GetContractRequest { contract_id: id }))
+                            .await
+                            .is_ok()
+                    }
+                })
+                .await
+            }
+            "check-eligibility" => {
+                drive(args.concurrency, duration, move |_, i| {
+                    let (mut f, fixture) = (f.clone(), act[i % act.len()].clone());
+                    async move {
+                        f.check_mid_contract_eligibility(bearer(
+                            &fixture.client_token,
+                            fpb::CheckMidContractEligibilityRequest {
+                                contract_id: fixture.contract,
+                            },
+                        ))
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await
+            }
+            "batch-check-100" => {
+                batch = 100.0;
+                drive(args.concurrency, duration, move |_, i| {
+                    let (mut f, token) = (f.clone(), t.reader.clone());
+                    let ids: Vec<String> = (0..100)
+                        .map(|k| act[(i * 7 + k) % act.len()].contract.clone())
+                        .collect();
+                    async move {
+                        f.batch_check_mid_contract_eligibility(bearer(
+                            &token,
+                            fpb::BatchCheckMidContractEligibilityRequest { contract_ids: ids },
+                        ))
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await
+            }
+            "log-time" => {
+                // Each worker logs consecutive segments on its own contracts.
+                let week_start =
+                    bench_now() - chrono::Duration::minutes(4 * 24 * 60 + 23 * 60 + 50);
+                let per_worker = (act.len() / args.concurrency).max(1);
+                let counters: Arc<Vec<AtomicUsize>> =
+                    Arc::new((0..args.concurrency).map(|_| AtomicUsize::new(0)).collect());
+                drive(args.concurrency, duration, move |worker, _| {
+                    let n = counters[worker].fetch_add(1, Ordering::Relaxed);
+                    let fixture =
+                        act[(worker * per_worker + (n / 700) % per_worker) % act.len()].clone();
+                    let start = week_start + chrono::Duration::minutes(10 * (n % 700) as i64);
+                    let mut c = c.clone();
+                    async move {
+                        c.log_time(bearer(
+                            &fixture.freelancer_token,
+                            pb::LogTimeRequest {
+                                contract_id: fixture.contract,
+                                start_time: Some(shared::time::to_proto(start)),
+                                minutes: 10,
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await
+            }
+            "end-contract" => {
+                let fresh =
+                    Arc::new(create_contracts(&contracts, &tokens, 3_000, false, "x").await?);
+                drive(args.concurrency, duration, move |_, i| {
+                    let (mut c, fixture) = (c.clone(), fresh[i % fresh.len()].clone());
+                    async move {
+                        c.end_contract(bearer(
+                            &fixture.client_token,
+                            pb::EndContractRequest {
+                                contract_id: fixture.contract,
+                                reason: String::new(),
+                                request_id: String::new(),
+                            },
+                        ))
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await
+            }
+            "submit-mid-feedback" => {
+                let fresh =
+                    Arc::new(create_contracts(&contracts, &tokens, 3_000, false, "m").await?);
+                drive(args.concurrency, duration, move |_, i| {
+                    let (mut f, fixture) = (f.clone(), fresh[i % fresh.len()].clone());
+                    async move {
+                        f.submit_mid_contract_feedback(bearer(
+                            &fixture.client_token,
+                            fpb::SubmitMidContractFeedbackRequest {
+                                contract_id: fixture.contract,
+                                rating: 5,
+                                comment: "great progress".into(),
+                                bonus: None,
+                                request_id: String::new(),
+                            },
+                        ))
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await
+            }
+            "get-end-feedback" => {
+                drive(args.concurrency, duration, move |_, i| {
+                    let (mut f, fixture) = (f.clone(), end[i % end.len()].clone());
+                    async move {
+                        f.get_end_contract_feedback(bearer(
+                            &fixture.client_token,
+                            fpb::GetEndContractFeedbackRequest {
+                                contract_id: fixture.contract,
+                            },
+                        ))
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await
+            }
+            "list-work-history" => {
+                drive(args.concurrency, duration, move |_, i| {
+                    let (mut f, token) = (f.clone(), t.reader.clone());
+                    async move {
+                        f.list_work_history(bearer(
+                            &token,
+                            fpb::ListWorkHistoryRequest {
+                                freelancer_id: format!("e-free-{}", i % 50),
+                                page_size: 20,
+                                page_token: String::new(),
+                            },
+                        ))
+                        .await
+                        .is_ok()
+                    }
+                })
+                .await
+            }
+            _ => continue,
+        };
+        let rps = ok as f64 / elapsed.as_secs_f64();
+        if scenario == "echo" {
+            echo_rps = Some(rps);
+        }
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        figures.push(Figures {
+            scenario: scenario.into(),
+            backend: format!("{:?}", args.backend).to_lowercase(),
+            concurrency: args.concurrency,
+            requests: ok,
+            errors,
+            requests_per_sec: rps,
+            items_per_sec: rps * batch,
+            p50_ms: ms(0.50),
+            p90_ms: ms(0.90),
+            p99_ms: ms(0.99),
+            ratio_to_echo: echo_rps.map(|e| rps / e),
+            contract_rss_mib: rss_mib(&contract),
+            feedback_rss_mib: rss_mib(&feedback),
+        });
+    }
+    let pgbench = match (args.backend, &args.postgres_url) {
+        (Backend::Postgres, Some(url)) => pgbench_tps(url, args.concurrency, args.duration_secs),
+        _ => None,
+    };
+    let log_time_rps = figures
+        .iter()
+        .find(|f| f.scenario == "log-time")
+        .map(|f| f.requests_per_sec);
+    let report = Report {
+        machine: format!(
+            "{} cores",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+        backend: format!("{:?}", args.backend).to_lowercase(),
+        log_time_ratio_to_pgbench: pgbench.zip(log_time_rps).map(|(p, l)| l / p),
+        pgbench_insert_tps: pgbench,
+        figures,
+    };
+    println!(
+        "| scenario | req/s | items/s | p50 ms | p90 ms | p99 ms | errors | ÷ echo | contract RSS MiB | feedback RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for f in &report.figures {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} |",
+            f.scenario,
+            f.requests_per_sec,
+            f.items_per_sec,
+            f.p50_ms,
+            f.p90_ms,
+            f.p99_ms,
+            f.errors,
+            f.ratio_to_echo.map_or("-".into(), |r| format!("{r:.2}")),
+            f.contract_rss_mib,
+            f.feedback_rss_mib
+        );
+    }
+    if let Some(tps) = report.pgbench_insert_tps {
+        println!(
+            "\npgbench single-row INSERT at {}: {tps:.0} tps; LogTime ÷ pgbench = {}",
+            args.concurrency,
+            report
+                .log_time_ratio_to_pgbench
+                .map_or("-".into(), |r| format!("{r:.2}"))
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
+    }
+    drop((echo, contract, feedback));
+    Ok(())
+}
