@@ -145,15 +145,10 @@ where
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id IN ({})",
-        shared::db::placeholders(1, ids.len())
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(id);
-    }
-    let rows = query.fetch_all(executor).await?;
+    let sql = format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id IN ({{ids}})");
+    let rows = shared::db::query_with_ids(&sql, ids)
+        .fetch_all(executor)
+        .await?;
     Ok(rows
         .iter()
         .map(contract_from_row)

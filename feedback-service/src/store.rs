@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
-use shared::db::{Tx, placeholders};
+use shared::db::Tx;
 use shared::time::{from_micros, to_micros};
 
 /// Where a bonus is.
@@ -137,15 +137,10 @@ where
     if contract_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!(
-        "SELECT contract_id, MAX(created_at) AS last_at FROM mid_feedback WHERE contract_id IN ({}) GROUP BY contract_id",
-        placeholders(1, contract_ids.len())
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for id in contract_ids {
-        query = query.bind(id);
-    }
-    let rows = query.fetch_all(executor).await?;
+    let rows = shared::db::query_with_ids(
+        "SELECT contract_id, MAX(created_at) AS last_at FROM mid_feedback WHERE contract_id IN ({ids}) GROUP BY contract_id", contract_ids)
+        .fetch_all(executor)
+        .await?;
     rows.iter()
         .map(|row| Ok((row.try_get("contract_id")?, time(row, "last_at")?)))
         .collect::<Result<_, sqlx::Error>>()
@@ -231,14 +226,11 @@ where
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {MID_COLUMNS} FROM mid_feedback WHERE contract_id IN ({}) ORDER BY created_at, id",
-        placeholders(1, contract_ids.len())
+        "SELECT {MID_COLUMNS} FROM mid_feedback WHERE contract_id IN ({{ids}}) ORDER BY created_at, id"
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for id in contract_ids {
-        query = query.bind(id);
-    }
-    let rows = query.fetch_all(executor).await?;
+    let rows = shared::db::query_with_ids(&sql, contract_ids)
+        .fetch_all(executor)
+        .await?;
     Ok(rows.iter().map(mid_from_row).collect::<Result<_, _>>()?)
 }
 
@@ -561,14 +553,11 @@ where
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT {END_COLUMNS} FROM end_feedback WHERE direction = 'CLIENT_TO_FREELANCER' AND contract_id IN ({})",
-        placeholders(1, contract_ids.len())
+        "SELECT {END_COLUMNS} FROM end_feedback WHERE direction = 'CLIENT_TO_FREELANCER' AND contract_id IN ({{ids}})"
     );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for id in contract_ids {
-        query = query.bind(id);
-    }
-    let rows = query.fetch_all(executor).await?;
+    let rows = shared::db::query_with_ids(&sql, contract_ids)
+        .fetch_all(executor)
+        .await?;
     Ok(rows.iter().map(end_from_row).collect::<Result<_, _>>()?)
 }
 
@@ -639,15 +628,10 @@ where
     if feedback_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let sql = format!(
-        "SELECT id, feedback_id, author_id, text, public, created_at FROM replies WHERE feedback_id IN ({})",
-        placeholders(1, feedback_ids.len())
-    );
-    let mut query = sqlx::query(AssertSqlSafe(sql));
-    for id in feedback_ids {
-        query = query.bind(id);
-    }
-    let rows = query.fetch_all(executor).await?;
+    let rows = shared::db::query_with_ids(
+        "SELECT id, feedback_id, author_id, text, public, created_at FROM replies WHERE feedback_id IN ({ids})", feedback_ids)
+        .fetch_all(executor)
+        .await?;
     rows.iter()
         .map(|row| reply_from_row(row).map(|r| (r.feedback_id.clone(), r)))
         .collect::<Result<_, sqlx::Error>>()

@@ -216,13 +216,22 @@ fn sqlite_url(url: &str) -> Result<String, DbError> {
     })
 }
 
-/// `$first, $first+1, …`: `n` numbered placeholders for an `IN (…)` list
-/// whose values are bound (only these numbers are ever put in SQL text).
-pub fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
+/// A query whose `{ids}` marker becomes `$1, $2, …` with every id bound in
+/// order: the one way an `IN (…)` list is built (only placeholder numbers are
+/// ever put in SQL text; the ids are bound).
+pub fn query_with_ids<'q>(
+    sql: &str,
+    ids: &[String],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    let placeholders = (1..=ids.len())
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.replace("{ids}", &placeholders)));
+    for id in ids {
+        query = query.bind(id.clone());
+    }
+    query
 }
 
 /// Whether a database error means the database could not be reached (the
