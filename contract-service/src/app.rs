@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::grpc::ContractApi;
 use crate::store::MIGRATIONS;
 use shared::clock::{SharedClock, TestClock};
-use shared::db::{Db, DbOptions};
+use shared::db::Db;
 use shared::metrics::Metrics;
 use shared::outbox::Relay;
 use shared::proto::contract::v1::contract_service_server::ContractServiceServer;
@@ -152,11 +152,7 @@ impl Application {
 
 /// Opens the configured database and applies migrations.
 pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
-    let mut options = DbOptions::new(&config.database_url);
-    options.max_connections = config.db_max_connections;
-    let db = Db::connect(&options).await?;
-    db.migrate(&MIGRATIONS).await?;
-    Ok(db)
+    Ok(config.db.open(&config.database_url, &MIGRATIONS).await?)
 }
 
 async fn purge_idempotency_keys(

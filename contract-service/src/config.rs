@@ -47,9 +47,8 @@ pub struct Config {
         default_value = "sqlite://data/contract-service.db"
     )]
     pub database_url: String,
-    /// Database pool size.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
+    #[command(flatten)]
+    pub db: shared::db::DbArgs,
     /// Address of the Prometheus `/metrics` HTTP endpoint.
     #[arg(
         long = "metrics-listen",

@@ -271,7 +271,7 @@ pub fn check_delete_time(
     Ok(())
 }
 
-fn check_diary_writable(contract: &Contract) -> Result<(), Error> {
+pub fn check_diary_writable(contract: &Contract) -> Result<(), Error> {
     if !contract.is_hourly() {
         return Err(Error::NotHourly);
     }
@@ -286,15 +286,20 @@ fn check_diary_writable(contract: &Contract) -> Result<(), Error> {
 /// How many minutes of each entry (in start order) fall within the weekly
 /// limit: time over the limit is kept but not billable.
 pub fn billable_minutes(entries: &[TimeEntry], weekly_limit_minutes: i64) -> Vec<i64> {
-    let mut left = weekly_limit_minutes.max(0);
+    let mut before = 0;
     entries
         .iter()
         .map(|e| {
-            let billable = e.minutes().min(left);
-            left -= billable;
+            let billable = billable_after(before, e.minutes(), weekly_limit_minutes);
+            before += e.minutes();
             billable
         })
         .collect()
+}
+
+/// Billable minutes of an entry that follows `before` minutes of its week.
+pub fn billable_after(before: i64, minutes: i64, weekly_limit_minutes: i64) -> i64 {
+    minutes.min((weekly_limit_minutes - before).max(0)).max(0)
 }
 
 /// Billable minutes at an hourly rate, rounded half up to the minor unit.

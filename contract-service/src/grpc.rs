@@ -81,6 +81,23 @@ where
     }
 }
 
+/// Takes the diary's write lock (re-checked under it: EndContract may have
+/// committed since any earlier read) and returns the contract, for its
+/// freelancer only. When the diary is not writable, the contract is read to
+/// say why.
+async fn lock_diary(tx: &mut shared::db::Tx, id: &str, caller: &Caller) -> Result<Contract, Error> {
+    if let Some(contract) = store::lock_diary_for_write(tx, id).await? {
+        contract.authorize_roles(caller, &[Role::Freelancer])?;
+        return Ok(contract);
+    }
+    let contract = find_contract(&mut **tx, id, caller).await?;
+    contract.authorize_roles(caller, &[Role::Freelancer])?;
+    domain::check_diary_writable(&contract)?;
+    Err(Error::WorkDiaryLocked {
+        contract_id: id.to_owned(),
+    })
+}
+
 fn require_scope(caller: &Caller, scope: &'static str) -> Result<(), Error> {
     if caller.has_scope(scope) {
         Ok(())
@@ -409,9 +426,9 @@ impl ContractApi {
         if req.contract_ids.len() > MAX_BATCH {
             v.add("contract_ids", format!("must hold at most {MAX_BATCH} ids"));
         }
-        for (i, id) in req.contract_ids.iter().enumerate() {
-            v.check(&format!("contract_ids[{i}]"), validate::id(id, "ctr"));
-        }
+        v.check_each("contract_ids", &req.contract_ids, |id| {
+            validate::id(id, "ctr")
+        });
         v.finish()?;
         let mut unique = req.contract_ids.clone();
         unique.sort();
@@ -599,16 +616,8 @@ impl ContractApi {
             Started::Replay(r) => return Ok(r),
             Started::Fresh(f) => f,
         };
-        let contract = find_contract(&mut *fresh.tx, &id, &caller).await?;
-        contract.authorize_roles(&caller, &[Role::Freelancer])?;
+        let contract = lock_diary(&mut fresh.tx, &id, &caller).await?;
         domain::check_log_time(&contract, &entry, now)?;
-        // Re-checked under the row lock: EndContract may have committed since the read.
-        if !store::lock_diary_for_write(&mut fresh.tx, &id).await? {
-            return Err(Error::WorkDiaryLocked { contract_id: id });
-        }
-        if store::overlapping_entry_exists(&mut fresh.tx, &id, entry.start, entry.end()).await? {
-            return Err(Error::TimeOverlap);
-        }
         let saved = TimeEntry {
             id: ids::new_id("te"),
             contract_id: id.clone(),
@@ -618,18 +627,18 @@ impl ContractApi {
             memo: entry.memo,
             create_time: now,
         };
-        store::insert_time_entry(&mut fresh.tx, &saved).await?;
-        // Billable minutes of the new entry depend on the rest of its week.
+        if !store::insert_time_entry_unless_overlapping(&mut fresh.tx, &saved).await? {
+            return Err(Error::TimeOverlap);
+        }
+        // Billable minutes of the new entry depend on the time logged before it in its week.
         let week = BillingWeek::containing(saved.start);
-        let entries =
-            store::time_entries_between(&mut *fresh.tx, &id, week.start, week.end()).await?;
-        let billable = domain::billable_minutes(&entries, i64::from(contract.weekly_limit_minutes));
-        let own = entries
-            .iter()
-            .zip(billable)
-            .find(|(e, _)| e.id == saved.id)
-            .map(|(_, b)| b)
-            .unwrap_or(0);
+        let before =
+            store::minutes_logged_between(&mut fresh.tx, &id, week.start, saved.start).await?;
+        let own = domain::billable_after(
+            before,
+            saved.minutes(),
+            i64::from(contract.weekly_limit_minutes),
+        );
         let response = pb::LogTimeResponse {
             time_entry: Some(entry_pb(&saved, own)),
         };
@@ -669,11 +678,7 @@ impl ContractApi {
             Started::Replay(r) => return Ok(r),
             Started::Fresh(f) => f,
         };
-        let contract = find_contract(&mut *fresh.tx, &id, &caller).await?;
-        contract.authorize_roles(&caller, &[Role::Freelancer])?;
-        if !store::lock_diary_for_write(&mut fresh.tx, &id).await? {
-            return Err(Error::WorkDiaryLocked { contract_id: id });
-        }
+        let contract = lock_diary(&mut fresh.tx, &id, &caller).await?;
         let entry = store::get_time_entry(&mut fresh.tx, &id, &entry_id)
             .await?
             .ok_or(Error::NotFound {

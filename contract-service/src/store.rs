@@ -129,8 +129,10 @@ pub async fn get_contract<'e, E>(executor: E, id: &str) -> Result<Option<Contrac
 where
     E: Executor<'e, Database = Any>,
 {
-    let sql = format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1");
-    let row = sqlx::query(AssertSqlSafe(sql))
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1")
+    });
+    let row = sqlx::query(AssertSqlSafe(SQL.as_str()))
         .bind(id)
         .fetch_optional(executor)
         .await?;
@@ -215,41 +217,44 @@ pub async fn end_contract(
     Ok(done.rows_affected() == 1)
 }
 
-/// Takes the diary's write lock for this transaction, if the diary is still
-/// unlocked. Diary writes of one contract are serialised by it, and it waits
-/// for (and then sees) a concurrent EndContract.
-pub async fn lock_diary_for_write(tx: &mut Tx, contract_id: &str) -> Result<bool, Error> {
-    let done = sqlx::query(
-        "UPDATE contracts SET diary_version = diary_version + 1 \
-         WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL",
-    )
-    .bind(contract_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-pub async fn overlapping_entry_exists(
+/// Takes the diary's write lock for this transaction and returns the
+/// contract, if the diary is still unlocked (`None` otherwise: absent, ended
+/// or locked). Diary writes of one contract are serialised by it, and it
+/// waits for (and then sees) a concurrent EndContract. One statement: the
+/// lock and the read are one round trip.
+pub async fn lock_diary_for_write(
     tx: &mut Tx,
     contract_id: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<bool, Error> {
-    let row = sqlx::query(
-        "SELECT id FROM time_entries WHERE contract_id = $1 AND start_at < $3 AND end_at > $2 LIMIT 1",
-    )
-    .bind(contract_id)
-    .bind(to_micros(start))
-    .bind(to_micros(end))
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.is_some())
+) -> Result<Option<Contract>, Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE contracts SET diary_version = diary_version + 1 \
+             WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL \
+             RETURNING {CONTRACT_COLUMNS}"
+        )
+    });
+    let row = sqlx::query(AssertSqlSafe(SQL.as_str()))
+        .bind(contract_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.as_ref().map(contract_from_row).transpose()?)
 }
 
-pub async fn insert_time_entry(tx: &mut Tx, e: &TimeEntry) -> Result<(), Error> {
-    sqlx::query(
+/// Adds a time entry unless it overlaps one of the contract's entries; one
+/// statement, under the diary lock. Returns whether it was added.
+///
+/// A contract's entries never overlap (every insert passes this check under
+/// the diary lock), so of the entries starting before the new one ends, only
+/// the last can reach into it: one index probe, however long the diary.
+pub async fn insert_time_entry_unless_overlapping(
+    tx: &mut Tx,
+    e: &TimeEntry,
+) -> Result<bool, Error> {
+    let done = sqlx::query(
         "INSERT INTO time_entries (id, contract_id, start_at, end_at, manual, memo, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS \
+         (SELECT 1 FROM (SELECT end_at FROM time_entries WHERE contract_id = $2 AND start_at < $4 \
+          ORDER BY start_at DESC LIMIT 1) AS previous WHERE previous.end_at > $3)",
     )
     .bind(&e.id)
     .bind(&e.contract_id)
@@ -260,7 +265,26 @@ pub async fn insert_time_entry(tx: &mut Tx, e: &TimeEntry) -> Result<(), Error> 
     .bind(to_micros(e.create_time))
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// Minutes logged on a contract by entries starting in `[from, before)`.
+pub async fn minutes_logged_between(
+    tx: &mut Tx,
+    contract_id: &str,
+    from: DateTime<Utc>,
+    before: DateTime<Utc>,
+) -> Result<i64, Error> {
+    let micros: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(end_at - start_at), 0) AS BIGINT) FROM time_entries \
+         WHERE contract_id = $1 AND start_at >= $2 AND start_at < $3",
+    )
+    .bind(contract_id)
+    .bind(to_micros(from))
+    .bind(to_micros(before))
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(micros / 60_000_000)
 }
 
 fn time_entry_from_row(row: &AnyRow) -> Result<TimeEntry, sqlx::Error> {
@@ -512,14 +536,28 @@ where
 
 /// Migrations of this service for each backend, embedded in the binary.
 pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations {
-    sqlite: &[(
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    )],
-    postgres: &[(
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    )],
+    sqlite: &[
+        (
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        ),
+        (
+            2,
+            "time entry span index",
+            include_str!("../migrations/sqlite/0002_time_entry_span_index.sql"),
+        ),
+    ],
+    postgres: &[
+        (
+            1,
+            "init",
+            include_str!("../migrations/postgres/0001_init.sql"),
+        ),
+        (
+            2,
+            "time entry span index",
+            include_str!("../migrations/postgres/0002_time_entry_span_index.sql"),
+        ),
+    ],
 };

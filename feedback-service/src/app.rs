@@ -15,7 +15,7 @@ use crate::grpc::{FeedbackApi, workers};
 use crate::store::MIGRATIONS;
 use shared::auth::{TokenSpec, scope};
 use shared::clock::{SharedClock, TestClock};
-use shared::db::{Db, DbOptions};
+use shared::db::Db;
 use shared::metrics::Metrics;
 use shared::outbox::Relay;
 use shared::proto::feedback::v1::feedback_service_server::FeedbackServiceServer;
@@ -191,11 +191,7 @@ fn contract_service_token(config: &Config) -> anyhow::Result<String> {
 
 /// Opens the configured database and applies migrations.
 pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
-    let mut options = DbOptions::new(&config.database_url);
-    options.max_connections = config.db_max_connections;
-    let db = Db::connect(&options).await?;
-    db.migrate(&MIGRATIONS).await?;
-    Ok(db)
+    Ok(config.db.open(&config.database_url, &MIGRATIONS).await?)
 }
 
 async fn sample_metrics(

@@ -48,9 +48,8 @@ pub struct Config {
         default_value = "sqlite://data/feedback-service.db"
     )]
     pub database_url: String,
-    /// Database pool size.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
+    #[command(flatten)]
+    pub db: shared::db::DbArgs,
     /// Where contract-service answers.
     #[arg(
         long,

@@ -363,9 +363,9 @@ impl FeedbackApi {
         if req.contract_ids.len() > MAX_BATCH {
             v.add("contract_ids", format!("must hold at most {MAX_BATCH} ids"));
         }
-        for (i, id) in req.contract_ids.iter().enumerate() {
-            v.check(&format!("contract_ids[{i}]"), validate::id(id, "ctr"));
-        }
+        v.check_each("contract_ids", &req.contract_ids, |id| {
+            validate::id(id, "ctr")
+        });
         v.finish()?;
         if caller.user_id().is_none()
             && !caller.has_scope(scope::CONTRACTS_READ)

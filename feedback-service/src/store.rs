@@ -525,9 +525,14 @@ where
     E: Executor<'e, Database = Any>,
 {
     let rows = sqlx::query(
+        // Each side is cut to the page before the union, so a page reads
+        // about `limit` index entries however long the history is.
         "SELECT contract_id FROM (\
-           SELECT contract_id FROM mid_feedback WHERE freelancer_id = $1 AND contract_id > $2 \
-           UNION SELECT contract_id FROM end_feedback WHERE freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER' AND contract_id > $2\
+           SELECT contract_id FROM (SELECT DISTINCT contract_id FROM mid_feedback \
+             WHERE freelancer_id = $1 AND contract_id > $2 ORDER BY contract_id LIMIT $3) AS mid \
+           UNION SELECT contract_id FROM (SELECT contract_id FROM end_feedback \
+             WHERE freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER' AND contract_id > $2 \
+             ORDER BY contract_id LIMIT $3) AS ended\
          ) AS history ORDER BY contract_id LIMIT $3",
     )
     .bind(freelancer_id)

@@ -52,6 +52,57 @@ pub enum DbError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
+/// How SQLite makes a commit durable (`PRAGMA synchronous`); PostgreSQL
+/// ignores it (its own `synchronous_commit` applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// The WAL is synced at checkpoints: a commit survives a crash of the
+    /// process, but the last commits may be lost if the machine loses power
+    /// or the OS crashes. SQLite's recommended setting for WAL mode.
+    #[default]
+    Normal,
+    /// The WAL is synced at every commit: a commit survives power loss.
+    Full,
+}
+
+impl SqliteSync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "PRAGMA synchronous = NORMAL",
+            Self::Full => "PRAGMA synchronous = FULL",
+        }
+    }
+}
+
+/// The database flags both services share (the URL is each service's own,
+/// for its default file name).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// Database pool size.
+    #[arg(
+        long = "db-max-connections",
+        env = "DB_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
+    pub max_connections: u32,
+    /// SQLite only: `normal` (a commit survives a process crash; the last
+    /// ones may be lost on power loss) or `full` (fsync at every commit).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Normal)]
+    pub sqlite_synchronous: SqliteSync,
+}
+
+impl DbArgs {
+    /// Opens the database at `url` with these settings and applies `migrations`.
+    pub async fn open(&self, url: &str, migrations: &Migrations) -> Result<Db, DbError> {
+        let mut options = DbOptions::new(url);
+        options.max_connections = self.max_connections;
+        options.sqlite_synchronous = self.sqlite_synchronous;
+        let db = Db::connect(&options).await?;
+        db.migrate(migrations).await?;
+        Ok(db)
+    }
+}
+
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
@@ -60,6 +111,7 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// How long a caller waits for a connection before the call fails UNAVAILABLE.
     pub acquire_timeout: Duration,
+    pub sqlite_synchronous: SqliteSync,
 }
 
 impl DbOptions {
@@ -68,6 +120,7 @@ impl DbOptions {
             url: url.into(),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            sqlite_synchronous: SqliteSync::default(),
         }
     }
 }
@@ -104,15 +157,20 @@ impl Db {
             }
             Backend::Sqlite => {
                 let url = sqlite_url(&options.url)?;
+                let sync = options.sqlite_synchronous;
                 let writer = base
                     .clone()
                     .max_connections(1)
-                    .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move { sqlite_pragmas(conn, sync).await })
+                    })
                     .connect(&url)
                     .await
                     .map_err(DbError::Connect)?;
                 let reader = base
-                    .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move { sqlite_pragmas(conn, sync).await })
+                    })
                     .connect_lazy(&url)
                     .map_err(DbError::Connect)?;
                 Ok(Self {
@@ -187,8 +245,9 @@ pub struct Migrations {
     pub postgres: &'static [MigrationScript],
 }
 
-async fn sqlite_pragmas(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+async fn sqlite_pragmas(conn: &mut AnyConnection, sync: SqliteSync) -> Result<(), sqlx::Error> {
     conn.execute("PRAGMA journal_mode = WAL").await?;
+    conn.execute(sync.pragma()).await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
     conn.execute("PRAGMA busy_timeout = 10000").await?;
     Ok(())
@@ -282,6 +341,25 @@ mod tests {
         assert!(dir.is_dir());
         let ro = format!("{url}?mode=ro");
         assert_eq!(sqlite_url(&ro).expect("ok"), ro);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn sqlite_durability_follows_the_option() {
+        let dir = std::env::temp_dir().join(format!("db-sync-{}", std::process::id()));
+        for (sync, expected) in [(SqliteSync::Normal, 1_i64), (SqliteSync::Full, 2)] {
+            let mut options = DbOptions::new(format!("sqlite://{}/{sync:?}.db", dir.display()));
+            options.sqlite_synchronous = sync;
+            let db = Db::connect(&options).await.expect("open");
+            for pool in [db.writer(), db.reader()] {
+                let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(pool)
+                    .await
+                    .expect("pragma");
+                assert_eq!(level, expected, "{sync:?}");
+            }
+            db.close().await;
+        }
         std::fs::remove_dir_all(dir).ok();
     }
 

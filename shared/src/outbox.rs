@@ -99,6 +99,9 @@ pub async fn sequence_pending(db: &Db) -> Result<i64, sqlx::Error> {
     Ok(head)
 }
 
+/// How long the relay waits after a poke before sequencing.
+const COALESCE: Duration = Duration::from_millis(2);
+
 /// Runs the sequencing loop and tells watchers about new events.
 #[derive(Debug, Clone)]
 pub struct Relay {
@@ -147,7 +150,10 @@ impl Relay {
             }
             tokio::select! {
                 _ = &mut stop => break,
-                _ = self.wake.notified() => {}
+                // A short pause lets one pass sequence the events of every
+                // commit in that moment, rather than one pass per commit
+                // competing with the writers.
+                _ = self.wake.notified() => tokio::time::sleep(COALESCE).await,
                 _ = tokio::time::sleep(interval) => {}
             }
         }

@@ -34,6 +34,21 @@ impl Violations {
         })
     }
 
+    /// Checks each element of a repeated field; a violation is recorded
+    /// under `field[i]` (the name is only built for a violation).
+    pub fn check_each<T, U>(
+        &mut self,
+        field: &str,
+        items: &[T],
+        check: impl Fn(&T) -> Result<U, String>,
+    ) {
+        for (i, item) in items.iter().enumerate() {
+            if let Err(description) = check(item) {
+                self.add(&format!("{field}[{i}]"), description);
+            }
+        }
+    }
+
     /// `Ok` when nothing was recorded.
     pub fn finish(self) -> Result<(), Vec<FieldViolation>> {
         if self.0.is_empty() {
@@ -156,6 +171,29 @@ pub fn known_enum<E: TryFrom<i32>>(value: i32) -> Result<E, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_violation_of_a_list_names_its_index() {
+        let ids = vec![
+            crate::ids::new_id("ctr"),
+            "nope".to_owned(),
+            crate::ids::new_id("ctr"),
+            String::new(),
+        ];
+        let mut v = Violations::new();
+        v.check_each("contract_ids", &ids, |id| id_checked(id));
+        let fields: Vec<String> = v
+            .finish()
+            .expect_err("two bad ids")
+            .into_iter()
+            .map(|f| f.field)
+            .collect();
+        assert_eq!(fields, ["contract_ids[1]", "contract_ids[3]"]);
+    }
+
+    fn id_checked(id: &str) -> Result<String, String> {
+        super::id(id, "ctr")
+    }
 
     #[test]
     fn text_rules_hold_at_their_boundaries() {

@@ -335,6 +335,43 @@ async fn time_is_logged_in_segments_inside_the_current_week(backend: TestBackend
     );
 }
 
+async fn overlapping_time_is_refused_in_every_shape(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    // Now is Wednesday 2026-11-18 10:00 UTC; one hour on Tuesday, 10:00-11:00.
+    app.log_time("free-1", &c.id, at("2026-11-17T10:00:00Z"), 60)
+        .await
+        .expect("first entry");
+    app.log_time("free-1", &c.id, at("2026-11-17T12:00:00Z"), 10)
+        .await
+        .expect("a later entry");
+    for (start, minutes, shape) in [
+        ("2026-11-17T09:50:00Z", 80, "containing it"),
+        ("2026-11-17T10:20:00Z", 10, "inside it"),
+        ("2026-11-17T09:50:00Z", 20, "over its start"),
+        ("2026-11-17T10:50:00Z", 20, "over its end"),
+        ("2026-11-17T10:00:00Z", 60, "the same span"),
+        ("2026-11-17T11:10:00Z", 60, "reaching into the later entry"),
+        ("2026-11-17T09:00:00Z", 240, "spanning both"),
+    ] {
+        let refused = app.log_time("free-1", &c.id, at(start), minutes).await;
+        assert_eq!(
+            refused.as_ref().err().and_then(reason).as_deref(),
+            Some("TIME_ENTRY_OVERLAP"),
+            "{shape}: {refused:?}"
+        );
+    }
+    // Touching is not overlapping.
+    app.log_time("free-1", &c.id, at("2026-11-17T09:50:00Z"), 10)
+        .await
+        .expect("ends where the first starts");
+    app.log_time("free-1", &c.id, at("2026-11-17T11:00:00Z"), 60)
+        .await
+        .expect("fills the gap exactly");
+    let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
+    assert_eq!(diary.logged_minutes, 140);
+}
+
 async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend) {
     let app = TestApp::spawn(&backend).await;
     let c = app
@@ -359,8 +396,15 @@ async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend)
         .await
         .expect("log");
     assert_eq!(second.billable_minutes, 10);
+    // Billing follows start order: time logged later for earlier in the week
+    // is billed first, and pushes the rest further over the limit.
+    let earlier = app
+        .log_time("free-1", &c.id, at("2026-11-17T07:00:00Z"), 30)
+        .await
+        .expect("log");
+    assert_eq!(earlier.billable_minutes, 30);
     let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
-    assert_eq!((diary.logged_minutes, diary.billable_minutes), (80, 60));
+    assert_eq!((diary.logged_minutes, diary.billable_minutes), (110, 60));
     let week = app
         .contracts
         .clone()
@@ -374,7 +418,7 @@ async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend)
         .await
         .expect("billing week")
         .into_inner();
-    assert_eq!((week.logged_minutes, week.billable_minutes), (80, 60));
+    assert_eq!((week.logged_minutes, week.billable_minutes), (110, 60));
     assert_eq!(week.amount, Some(usd(6_000)));
     assert_eq!(
         week.review_window_start_time,
@@ -1158,6 +1202,7 @@ backend_tests!(
     ending_twice_fails_unless_it_is_a_retry,
     end_contract_racing_log_time_leaves_nothing_after_the_lock,
     time_is_logged_in_segments_inside_the_current_week,
+    overlapping_time_is_refused_in_every_shape,
     time_over_the_weekly_limit_is_kept_but_not_billed,
     time_entries_are_deleted_only_in_the_current_week,
     refunds_are_allowed_for_180_days_up_to_what_was_paid,

@@ -66,7 +66,25 @@ struct Args {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Flat cost: run the read scenarios on the near-empty databases, load
+    /// 100k contracts, 1M diary entries, 200k payments and 100k feedback
+    /// records, run them again, and report each p50's growth.
+    #[arg(long)]
+    flat_cost: bool,
 }
+
+/// The scenarios that only read (the flat-cost comparison runs these).
+const READ_SCENARIOS: &[&str] = &[
+    "get-contract",
+    "check-eligibility",
+    "batch-check-100",
+    "get-end-feedback",
+    "list-work-history",
+];
+
+/// Freelancers of the ended fixture contracts (and of the seeded history):
+/// few enough that each has more than a page of work history.
+const HISTORY_FREELANCERS: usize = 8;
 
 const SCENARIOS: &[&str] = &[
     "echo",
@@ -105,6 +123,9 @@ struct Report {
     figures: Vec<Figures>,
     pgbench_insert_tps: Option<f64>,
     log_time_ratio_to_pgbench: Option<f64>,
+    /// With --flat-cost: the read scenarios again, on the seeded databases.
+    seeded: Vec<Figures>,
+    seeded_rows: Option<u64>,
 }
 
 /// A started service process.
@@ -253,78 +274,96 @@ struct Fixture {
     freelancer_token: String,
 }
 
+/// Creates `count` hourly contracts started 90 days ago, each with a payment
+/// two days ago (and ended, if asked), 32 at a time. Freelancers are
+/// `{tag}-free-{i % freelancers}`.
 async fn create_contracts(
     contracts: &ContractServiceClient<Channel>,
     tokens: &Tokens,
     count: usize,
+    freelancers: usize,
     ended: bool,
     tag: &str,
 ) -> anyhow::Result<Vec<Fixture>> {
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        let client = format!("{tag}-client-{i}");
-        let freelancer = format!("{tag}-free-{}", i % 50);
-        let mut c = contracts.clone();
-        let created = c
-            .create_contract(bearer(
-                &tokens.hiring,
-                pb::CreateContractRequest {
-                    client_id: client.clone(),
-                    freelancer_id: freelancer.clone(),
-                    title: "load".into(),
-                    r#type: pb::ContractType::Hourly as i32,
-                    currency_code: "USD".into(),
-                    hourly_rate_minor: 5_000,
-                    weekly_limit_minutes: 6_000,
-                    start_time: Some(shared::time::to_proto(
-                        bench_now() - chrono::Duration::days(90),
-                    )),
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner()
-            .contract
-            .context("contract")?;
-        c.record_payment(bearer(
-            &tokens.billing,
-            pb::RecordPaymentRequest {
-                contract_id: created.id.clone(),
-                kind: pb::PaymentKind::HourlyInvoice as i32,
-                amount: Some(pb::Money {
-                    currency_code: "USD".into(),
-                    amount_minor: 10_000,
-                }),
-                paid_time: Some(shared::time::to_proto(
-                    bench_now() - chrono::Duration::days(2),
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(0..count)
+        .map(|i| create_contract(contracts.clone(), tokens, i, freelancers, ended, tag))
+        .buffered(32)
+        .try_collect()
+        .await
+}
+
+async fn create_contract(
+    mut c: ContractServiceClient<Channel>,
+    tokens: &Tokens,
+    i: usize,
+    freelancers: usize,
+    ended: bool,
+    tag: &str,
+) -> anyhow::Result<Fixture> {
+    let client = format!("{tag}-client-{i}");
+    let freelancer = format!("{tag}-free-{}", i % freelancers);
+    let created = c
+        .create_contract(bearer(
+            &tokens.hiring,
+            pb::CreateContractRequest {
+                client_id: client.clone(),
+                freelancer_id: freelancer.clone(),
+                title: "load".into(),
+                r#type: pb::ContractType::Hourly as i32,
+                currency_code: "USD".into(),
+                hourly_rate_minor: 5_000,
+                weekly_limit_minutes: 6_000,
+                start_time: Some(shared::time::to_proto(
+                    bench_now() - chrono::Duration::days(90),
                 )),
-                memo: String::new(),
-                request_id: format!("load-pay-{}", created.id),
+                ..Default::default()
+            },
+        ))
+        .await?
+        .into_inner()
+        .contract
+        .context("contract")?;
+    c.record_payment(bearer(
+        &tokens.billing,
+        pb::RecordPaymentRequest {
+            contract_id: created.id.clone(),
+            kind: pb::PaymentKind::HourlyInvoice as i32,
+            amount: Some(pb::Money {
+                currency_code: "USD".into(),
+                amount_minor: 10_000,
+            }),
+            paid_time: Some(shared::time::to_proto(
+                bench_now() - chrono::Duration::days(2),
+            )),
+            memo: String::new(),
+            request_id: format!("load-pay-{}", created.id),
+        },
+    ))
+    .await?;
+    let client_token = Tokens::user(&client);
+    if ended {
+        c.end_contract(bearer(
+            &client_token,
+            pb::EndContractRequest {
+                contract_id: created.id.clone(),
+                reason: String::new(),
+                request_id: String::new(),
             },
         ))
         .await?;
-        let client_token = Tokens::user(&client);
-        if ended {
-            c.end_contract(bearer(
-                &client_token,
-                pb::EndContractRequest {
-                    contract_id: created.id.clone(),
-                    reason: String::new(),
-                    request_id: String::new(),
-                },
-            ))
-            .await?;
-        }
-        out.push(Fixture {
-            contract: created.id,
-            client_token,
-            freelancer_token: Tokens::user(&freelancer),
-        });
     }
-    Ok(out)
+    Ok(Fixture {
+        contract: created.id,
+        client_token,
+        freelancer_token: Tokens::user(&freelancer),
+    })
 }
 
-/// Runs `call(worker, iteration)` from `concurrency` workers for `duration`.
+/// Runs `call(worker, iteration)` from `concurrency` workers for `duration`
+/// (after a one-second warm-up). A call returns whether it succeeded, or
+/// `None` when there is no more work (single-use fixtures ran out): that
+/// worker stops, and the rate is taken over the time the workers ran.
 async fn drive<F, Fut>(
     concurrency: usize,
     duration: Duration,
@@ -332,7 +371,7 @@ async fn drive<F, Fut>(
 ) -> (Histogram<u64>, u64, u64, Duration)
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send,
+    Fut: Future<Output = Option<bool>> + Send,
 {
     let call = Arc::new(call);
     // Warm-up: connections, caches and prepared statements.
@@ -348,7 +387,9 @@ where
                     while Instant::now() < until {
                         let i = counter.fetch_add(1, Ordering::Relaxed);
                         let started = Instant::now();
-                        let success = call(worker, i).await;
+                        let Some(success) = call(worker, i).await else {
+                            break;
+                        };
                         let micros = u64::try_from(started.elapsed().as_micros())
                             .unwrap_or(u64::MAX)
                             .max(1);
@@ -429,6 +470,291 @@ fn pgbench_tps(url: &str, concurrency: usize, duration: u64) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The clients, tokens and fixtures every scenario uses.
+struct Bench {
+    contracts: ContractServiceClient<Channel>,
+    feedbacks: FeedbackServiceClient<Channel>,
+    echoes: EchoServiceClient<Channel>,
+    tokens: Arc<Tokens>,
+    /// Active contracts with a payment (reads, eligibility, LogTime).
+    active: Arc<Vec<Fixture>>,
+    /// Ended contracts with the client's feedback (feedback reads, history).
+    ended: Arc<Vec<Fixture>>,
+    concurrency: usize,
+    duration: Duration,
+    backend: String,
+    contract: Process,
+    feedback: Process,
+}
+
+impl Bench {
+    /// Fresh contracts for a scenario that uses each one once, enough for
+    /// `per_sec` calls a second over the warm-up and the measured time.
+    async fn single_use(&self, per_sec: u64, tag: &str) -> anyhow::Result<Arc<Vec<Fixture>>> {
+        let count = per_sec * (self.duration.as_secs() + 1);
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        Ok(Arc::new(
+            create_contracts(&self.contracts, &self.tokens, count, 50, false, tag).await?,
+        ))
+    }
+
+    /// Drives one scenario; `None` for an unknown name.
+    async fn measure(&self, scenario: &str) -> anyhow::Result<Option<Figures>> {
+        let (c, f, e, t, act, end) = (
+            self.contracts.clone(),
+            self.feedbacks.clone(),
+            self.echoes.clone(),
+            self.tokens.clone(),
+            self.active.clone(),
+            self.ended.clone(),
+        );
+        let (concurrency, duration) = (self.concurrency, self.duration);
+        let mut batch = 1.0;
+        let (histogram, ok, errors, elapsed) = match scenario {
+            "echo" => {
+                drive(concurrency, duration, move |_, _| {
+                    let (mut e, token) = (e.clone(), t.reader.clone());
+                    async move {
+                        let request = tpb::EchoRequest {
+                            payload: "ping".into(),
+                        };
+                        Some(e.echo(bearer(&token, request)).await.is_ok())
+                    }
+                })
+                .await
+            }
+            "get-contract" => {
+                drive(concurrency, duration, move |_, i| {
+                    let (mut c, token, id) = (
+                        c.clone(),
+                        t.reader.clone(),
+                        act[i % act.len()].contract.clone(),
+                    );
+                    async move {
+                        let request = pb::GetContractRequest { contract_id: id };
+                        Some(c.get_contract(bearer(&token, request)).await.is_ok())
+                    }
+                })
+                .await
+            }
+            "check-eligibility" => {
+                drive(concurrency, duration, move |_, i| {
+                    let (mut f, fixture) = (f.clone(), act[i % act.len()].clone());
+                    async move {
+                        let request = fpb::CheckMidContractEligibilityRequest {
+                            contract_id: fixture.contract,
+                        };
+                        let call = f
+                            .check_mid_contract_eligibility(bearer(&fixture.client_token, request));
+                        Some(call.await.is_ok())
+                    }
+                })
+                .await
+            }
+            "batch-check-100" => {
+                batch = 100.0;
+                drive(concurrency, duration, move |_, i| {
+                    let (mut f, token) = (f.clone(), t.reader.clone());
+                    let ids: Vec<String> = (0..100)
+                        .map(|k| act[(i * 7 + k) % act.len()].contract.clone())
+                        .collect();
+                    async move {
+                        let request =
+                            fpb::BatchCheckMidContractEligibilityRequest { contract_ids: ids };
+                        let call = f.batch_check_mid_contract_eligibility(bearer(&token, request));
+                        Some(call.await.is_ok())
+                    }
+                })
+                .await
+            }
+            "log-time" => {
+                // Each worker logs consecutive segments on its own contracts.
+                let week_start =
+                    bench_now() - chrono::Duration::minutes(4 * 24 * 60 + 23 * 60 + 50);
+                let per_worker = (act.len() / concurrency).max(1);
+                let counters: Arc<Vec<AtomicUsize>> =
+                    Arc::new((0..concurrency).map(|_| AtomicUsize::new(0)).collect());
+                drive(concurrency, duration, move |worker, _| {
+                    let n = counters[worker].fetch_add(1, Ordering::Relaxed);
+                    let fixture =
+                        act[(worker * per_worker + (n / 700) % per_worker) % act.len()].clone();
+                    let start = week_start + chrono::Duration::minutes(10 * (n % 700) as i64);
+                    let mut c = c.clone();
+                    async move {
+                        let request = pb::LogTimeRequest {
+                            contract_id: fixture.contract,
+                            start_time: Some(shared::time::to_proto(start)),
+                            minutes: 10,
+                            ..Default::default()
+                        };
+                        let call = c.log_time(bearer(&fixture.freelancer_token, request));
+                        Some(call.await.is_ok())
+                    }
+                })
+                .await
+            }
+            "end-contract" => {
+                let fresh = self.single_use(2_500, "x").await?;
+                drive(concurrency, duration, move |_, i| {
+                    let (mut c, fixture) = (c.clone(), fresh.get(i).cloned());
+                    async move {
+                        let fixture = fixture?;
+                        let request = pb::EndContractRequest {
+                            contract_id: fixture.contract,
+                            reason: String::new(),
+                            request_id: String::new(),
+                        };
+                        let call = c.end_contract(bearer(&fixture.client_token, request));
+                        Some(call.await.is_ok())
+                    }
+                })
+                .await
+            }
+            "submit-mid-feedback" => {
+                let fresh = self.single_use(1_000, "m").await?;
+                drive(concurrency, duration, move |_, i| {
+                    let (mut f, fixture) = (f.clone(), fresh.get(i).cloned());
+                    async move {
+                        let fixture = fixture?;
+                        let request = fpb::SubmitMidContractFeedbackRequest {
+                            contract_id: fixture.contract,
+                            rating: 5,
+                            comment: "great progress".into(),
+                            bonus: None,
+                            request_id: String::new(),
+                        };
+                        let call =
+                            f.submit_mid_contract_feedback(bearer(&fixture.client_token, request));
+                        Some(call.await.is_ok())
+                    }
+                })
+                .await
+            }
+            "get-end-feedback" => {
+                drive(concurrency, duration, move |_, i| {
+                    let (mut f, fixture) = (f.clone(), end[i % end.len()].clone());
+                    async move {
+                        let request = fpb::GetEndContractFeedbackRequest {
+                            contract_id: fixture.contract,
+                        };
+                        let call =
+                            f.get_end_contract_feedback(bearer(&fixture.client_token, request));
+                        Some(call.await.is_ok())
+                    }
+                })
+                .await
+            }
+            "list-work-history" => {
+                drive(concurrency, duration, move |_, i| {
+                    let (mut f, token) = (f.clone(), t.reader.clone());
+                    async move {
+                        let request = fpb::ListWorkHistoryRequest {
+                            freelancer_id: format!("e-free-{}", i % HISTORY_FREELANCERS),
+                            page_size: 20,
+                            page_token: String::new(),
+                        };
+                        Some(f.list_work_history(bearer(&token, request)).await.is_ok())
+                    }
+                })
+                .await
+            }
+            _ => return Ok(None),
+        };
+        let rps = ok as f64 / elapsed.as_secs_f64();
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Ok(Some(Figures {
+            scenario: scenario.into(),
+            backend: self.backend.clone(),
+            concurrency,
+            requests: ok,
+            errors,
+            requests_per_sec: rps,
+            items_per_sec: rps * batch,
+            p50_ms: ms(0.50),
+            p90_ms: ms(0.90),
+            p99_ms: ms(0.99),
+            ratio_to_echo: None,
+            contract_rss_mib: rss_mib(&self.contract),
+            feedback_rss_mib: rss_mib(&self.feedback),
+        }))
+    }
+
+    /// Runs the scenarios in order; ratios divide by this run's echo.
+    async fn measure_all(
+        &self,
+        scenarios: &[&str],
+        echo_rps: Option<f64>,
+    ) -> anyhow::Result<Vec<Figures>> {
+        let mut figures = Vec::new();
+        let mut echo_rps = echo_rps;
+        for scenario in scenarios {
+            eprintln!("loadtest: {scenario}");
+            if let Some(mut f) = self.measure(scenario).await? {
+                if *scenario == "echo" {
+                    echo_rps = Some(f.requests_per_sec);
+                }
+                f.ratio_to_echo = echo_rps.map(|e| f.requests_per_sec / e);
+                figures.push(f);
+            }
+        }
+        Ok(figures)
+    }
+}
+
+/// Loads the standard seed into both databases; the history rows go to the
+/// benchmark's history freelancers, so ListWorkHistory pages through them.
+async fn seed_databases(
+    backend: Backend,
+    contract_db: &str,
+    feedback_db: &str,
+) -> anyhow::Result<u64> {
+    use shared::db::{Db, DbOptions};
+    let contract = Db::connect(&DbOptions::new(contract_db)).await?;
+    let feedback = Db::connect(&DbOptions::new(feedback_db)).await?;
+    let plan = e2e::seed::SeedPlan {
+        freelancer_prefix: "e-free-".into(),
+        freelancers: HISTORY_FREELANCERS as u64,
+        ..e2e::seed::SeedPlan::standard(bench_now())
+    };
+    let seeded = e2e::seed::seed(
+        contract.writer(),
+        feedback.writer(),
+        backend == Backend::Sqlite,
+        &plan,
+    )
+    .await?;
+    eprintln!(
+        "loadtest: seeded {} rows in {:.1} s",
+        seeded.rows,
+        seeded.elapsed.as_secs_f64()
+    );
+    contract.close().await;
+    feedback.close().await;
+    Ok(seeded.rows)
+}
+
+fn print_table(figures: &[Figures]) {
+    println!(
+        "| scenario | req/s | items/s | p50 ms | p90 ms | p99 ms | errors | ÷ echo | contract RSS MiB | feedback RSS MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for f in figures {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} |",
+            f.scenario,
+            f.requests_per_sec,
+            f.items_per_sec,
+            f.p50_ms,
+            f.p90_ms,
+            f.p99_ms,
+            f.errors,
+            f.ratio_to_echo.map_or("-".into(), |r| format!("{r:.2}")),
+            f.contract_rss_mib,
+            f.feedback_rss_mib
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -469,7 +795,7 @@ async fn main() -> anyhow::Result<()> {
             "--dev".into(),
             "--test-clock".into(),
             "--database-url".into(),
-            feedback_db,
+            feedback_db.clone(),
             "--contract-service-url".into(),
             format!("http://{}", contract.addr),
             "--run-workers".into(),
@@ -494,9 +820,9 @@ async fn main() -> anyhow::Result<()> {
     let echoes = EchoServiceClient::new(channel(echo.addr).await?);
 
     eprintln!("loadtest: preparing fixtures");
-    let active = Arc::new(create_contracts(&contracts, &tokens, 400, false, "a").await?);
-    let ended = Arc::new(create_contracts(&contracts, &tokens, 200, true, "e").await?);
-    for f in ended.iter() {
+    let active = create_contracts(&contracts, &tokens, 400, 50, false, "a").await?;
+    let ended = create_contracts(&contracts, &tokens, 200, HISTORY_FREELANCERS, true, "e").await?;
+    for f in &ended {
         let mut fb = feedbacks.clone();
         fb.submit_end_contract_feedback(bearer(
             &f.client_token,
@@ -521,213 +847,34 @@ async fn main() -> anyhow::Result<()> {
         ))
         .await?;
     }
-    let duration = Duration::from_secs(args.duration_secs);
-    let mut figures: Vec<Figures> = Vec::new();
-    let mut echo_rps = None;
-    for scenario in selected {
-        eprintln!("loadtest: {scenario}");
-        let (c, f, e, t, act, end) = (
-            contracts.clone(),
-            feedbacks.clone(),
-            echoes.clone(),
-            tokens.clone(),
-            active.clone(),
-            ended.clone(),
-        );
-        let mut batch = 1.0;
-        let (histogram, ok, errors, elapsed) = match scenario {
-            "echo" => {
-                drive(args.concurrency, duration, move |_, _| {
-                    let (mut e, token) = (e.clone(), t.reader.clone());
-                    async move {
-                        e.echo(bearer(
-                            &token,
-                            tpb::EchoRequest {
-                                payload: "ping".into(),
-                            },
-                        ))
-                        .await
-                        .is_ok()
-                    }
-                })
-                .await
-            }
-            "get-contract" => {
-                drive(args.concurrency, duration, move |_, i| {
-                    let (mut c, token, id) = (
-                        c.clone(),
-                        t.reader.clone(),
-                        act[i % act.len()].contract.clone(),
-                    );
-                    async move {
-                        c.get_contract(bearer(&token, pb::GetContractRequest { contract_id: id }))
-                            .await
-                            .is_ok()
-                    }
-                })
-                .await
-            }
-            "check-eligibility" => {
-                drive(args.concurrency, duration, move |_, i| {
-                    let (mut f, fixture) = (f.clone(), act[i % act.len()].clone());
-                    async move {
-                        f.check_mid_contract_eligibility(bearer(
-                            &fixture.client_token,
-                            fpb::CheckMidContractEligibilityRequest {
-                                contract_id: fixture.contract,
-                            },
-                        ))
-                        .await
-                        .is_ok()
-                    }
-                })
-                .await
-            }
-            "batch-check-100" => {
-                batch = 100.0;
-                drive(args.concurrency, duration, move |_, i| {
-                    let (mut f, token) = (f.clone(), t.reader.clone());
-                    let ids: Vec<String> = (0..100)
-                        .map(|k| act[(i * 7 + k) % act.len()].contract.clone())
-                        .collect();
-                    async move {
-                        f.batch_check_mid_contract_eligibility(bearer(
-                            &token,
-                            fpb::BatchCheckMidContractEligibilityRequest { contract_ids: ids },
-                        ))
-                        .await
-                        .is_ok()
-                    }
-                })
-                .await
-            }
-            "log-time" => {
-                // Each worker logs consecutive segments on its own contracts.
-                let week_start =
-                    bench_now() - chrono::Duration::minutes(4 * 24 * 60 + 23 * 60 + 50);
-                let per_worker = (act.len() / args.concurrency).max(1);
-                let counters: Arc<Vec<AtomicUsize>> =
-                    Arc::new((0..args.concurrency).map(|_| AtomicUsize::new(0)).collect());
-                drive(args.concurrency, duration, move |worker, _| {
-                    let n = counters[worker].fetch_add(1, Ordering::Relaxed);
-                    let fixture =
-                        act[(worker * per_worker + (n / 700) % per_worker) % act.len()].clone();
-                    let start = week_start + chrono::Duration::minutes(10 * (n % 700) as i64);
-                    let mut c = c.clone();
-                    async move {
-                        c.log_time(bearer(
-                            &fixture.freelancer_token,
-                            pb::LogTimeRequest {
-                                contract_id: fixture.contract,
-                                start_time: Some(shared::time::to_proto(start)),
-                                minutes: 10,
-                                ..Default::default()
-                            },
-                        ))
-                        .await
-                        .is_ok()
-                    }
-                })
-                .await
-            }
-            "end-contract" => {
-                let fresh =
-                    Arc::new(create_contracts(&contracts, &tokens, 3_000, false, "x").await?);
-                drive(args.concurrency, duration, move |_, i| {
-                    let (mut c, fixture) = (c.clone(), fresh[i % fresh.len()].clone());
-                    async move {
-                        c.end_contract(bearer(
-                            &fixture.client_token,
-                            pb::EndContractRequest {
-                                contract_id: fixture.contract,
-                                reason: String::new(),
-                                request_id: String::new(),
-                            },
-                        ))
-                        .await
-                        .is_ok()
-                    }
-                })
-                .await
-            }
-            "submit-mid-feedback" => {
-                let fresh =
-                    Arc::new(create_contracts(&contracts, &tokens, 3_000, false, "m").await?);
-                drive(args.concurrency, duration, move |_, i| {
-                    let (mut f, fixture) = (f.clone(), fresh[i % fresh.len()].clone());
-                    async move {
-                        f.submit_mid_contract_feedback(bearer(
-                            &fixture.client_token,
-                            fpb::SubmitMidContractFeedbackRequest {
-                                contract_id: fixture.contract,
-                                rating: 5,
-                                comment: "great progress".into(),
-                                bonus: None,
-                                request_id: String::new(),
-                            },
-                        ))
-                        .await
-                        .is_ok()
-                    }
-                })
-                .await
-            }
-            "get-end-feedback" => {
-                drive(args.concurrency, duration, move |_, i| {
-                    let (mut f, fixture) = (f.clone(), end[i % end.len()].clone());
-                    async move {
-                        f.get_end_contract_feedback(bearer(
-                            &fixture.client_token,
-                            fpb::GetEndContractFeedbackRequest {
-                                contract_id: fixture.contract,
-                            },
-                        ))
-                        .await
-                        .is_ok()
-                    }
-                })
-                .await
-            }
-            "list-work-history" => {
-                drive(args.concurrency, duration, move |_, i| {
-                    let (mut f, token) = (f.clone(), t.reader.clone());
-                    async move {
-                        f.list_work_history(bearer(
-                            &token,
-                            fpb::ListWorkHistoryRequest {
-                                freelancer_id: format!("e-free-{}", i % 50),
-                                page_size: 20,
-                                page_token: String::new(),
-                            },
-                        ))
-                        .await
-                        .is_ok()
-                    }
-                })
-                .await
-            }
-            _ => continue,
-        };
-        let rps = ok as f64 / elapsed.as_secs_f64();
-        if scenario == "echo" {
-            echo_rps = Some(rps);
-        }
-        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-        figures.push(Figures {
-            scenario: scenario.into(),
-            backend: format!("{:?}", args.backend).to_lowercase(),
-            concurrency: args.concurrency,
-            requests: ok,
-            errors,
-            requests_per_sec: rps,
-            items_per_sec: rps * batch,
-            p50_ms: ms(0.50),
-            p90_ms: ms(0.90),
-            p99_ms: ms(0.99),
-            ratio_to_echo: echo_rps.map(|e| rps / e),
-            contract_rss_mib: rss_mib(&contract),
-            feedback_rss_mib: rss_mib(&feedback),
-        });
+    let bench = Bench {
+        contracts,
+        feedbacks,
+        echoes,
+        tokens,
+        active: Arc::new(active),
+        ended: Arc::new(ended),
+        concurrency: args.concurrency,
+        duration: Duration::from_secs(args.duration_secs),
+        backend: format!("{:?}", args.backend).to_lowercase(),
+        contract,
+        feedback,
+    };
+    let figures = bench.measure_all(&selected, None).await?;
+    let echo_rps = figures
+        .iter()
+        .find(|f| f.scenario == "echo")
+        .map(|f| f.requests_per_sec);
+    let (mut seeded, mut seeded_rows) = (Vec::new(), None);
+    if args.flat_cost {
+        eprintln!("loadtest: seeding");
+        seeded_rows = Some(seed_databases(args.backend, &contract_db, &feedback_db).await?);
+        let reads: Vec<&str> = selected
+            .iter()
+            .copied()
+            .filter(|s| READ_SCENARIOS.contains(s))
+            .collect();
+        seeded = bench.measure_all(&reads, echo_rps).await?;
     }
     let pgbench = match (args.backend, &args.postgres_url) {
         (Backend::Postgres, Some(url)) => pgbench_tps(url, args.concurrency, args.duration_secs),
@@ -742,30 +889,14 @@ async fn main() -> anyhow::Result<()> {
             "{} cores",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         ),
-        backend: format!("{:?}", args.backend).to_lowercase(),
+        backend: bench.backend.clone(),
         log_time_ratio_to_pgbench: pgbench.zip(log_time_rps).map(|(p, l)| l / p),
         pgbench_insert_tps: pgbench,
         figures,
+        seeded,
+        seeded_rows,
     };
-    println!(
-        "| scenario | req/s | items/s | p50 ms | p90 ms | p99 ms | errors | ÷ echo | contract RSS MiB | feedback RSS MiB |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for f in &report.figures {
-        println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} |",
-            f.scenario,
-            f.requests_per_sec,
-            f.items_per_sec,
-            f.p50_ms,
-            f.p90_ms,
-            f.p99_ms,
-            f.errors,
-            f.ratio_to_echo.map_or("-".into(), |r| format!("{r:.2}")),
-            f.contract_rss_mib,
-            f.feedback_rss_mib
-        );
-    }
+    print_table(&report.figures);
     if let Some(tps) = report.pgbench_insert_tps {
         println!(
             "\npgbench single-row INSERT at {}: {tps:.0} tps; LogTime ÷ pgbench = {}",
@@ -775,9 +906,26 @@ async fn main() -> anyhow::Result<()> {
                 .map_or("-".into(), |r| format!("{r:.2}"))
         );
     }
+    if let Some(rows) = report.seeded_rows {
+        println!("\nAfter seeding {rows} rows:\n");
+        print_table(&report.seeded);
+        println!("\n| scenario | p50 empty ms | p50 seeded ms | seeded ÷ empty |");
+        println!("|---|---|---|---|");
+        for after in &report.seeded {
+            if let Some(before) = report.figures.iter().find(|f| f.scenario == after.scenario) {
+                println!(
+                    "| {} | {:.2} | {:.2} | {:.2} |",
+                    after.scenario,
+                    before.p50_ms,
+                    after.p50_ms,
+                    after.p50_ms / before.p50_ms
+                );
+            }
+        }
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
-    drop((echo, contract, feedback));
+    drop((echo, bench));
     Ok(())
 }
