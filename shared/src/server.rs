@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
@@ -185,8 +184,11 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
+    // Small responses go out at once: with Nagle's algorithm a reply can
+    // wait for the peer's delayed ACK (tens of milliseconds).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+    let server = router.serve_with_incoming_shutdown(incoming, async {
         let _ = drain_rx.await;
     });
     tokio::pin!(server);

@@ -24,6 +24,29 @@ use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
 use shared::proto::feedback::v1 as fpb;
 use shared::proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 
+/// The client's end-of-contract feedback used throughout the tests: all
+/// fives but quality of work 3, job completed, 9 of 10 to recommend.
+pub fn client_end_feedback_request(contract_id: &str) -> fpb::SubmitEndContractFeedbackRequest {
+    fpb::SubmitEndContractFeedbackRequest {
+        contract_id: contract_id.into(),
+        freelancer_scores: Some(fpb::FreelancerScores {
+            skills: 5,
+            quality_of_work: 3,
+            availability: 5,
+            adherence_to_schedule: 5,
+            communication: 5,
+            cooperation: 5,
+        }),
+        private_feedback: Some(fpb::ClientPrivateFeedback {
+            reason_for_ending: fpb::EndReason::JobCompleted as i32,
+            likelihood_to_recommend: 9,
+        }),
+        client_scores: None,
+        comment: "Solid delivery".into(),
+        request_id: String::new(),
+    }
+}
+
 /// Which database a test runs against.
 #[derive(Debug, Clone)]
 pub enum TestBackend {
@@ -617,27 +640,7 @@ impl FeedbackApp {
     ) -> Result<fpb::SubmitEndContractFeedbackResponse, tonic::Status> {
         Ok(self
             .client()
-            .submit_end_contract_feedback(as_user(
-                user,
-                fpb::SubmitEndContractFeedbackRequest {
-                    contract_id: contract_id.into(),
-                    freelancer_scores: Some(fpb::FreelancerScores {
-                        skills: 5,
-                        quality_of_work: 3,
-                        availability: 5,
-                        adherence_to_schedule: 5,
-                        communication: 5,
-                        cooperation: 5,
-                    }),
-                    private_feedback: Some(fpb::ClientPrivateFeedback {
-                        reason_for_ending: fpb::EndReason::JobCompleted as i32,
-                        likelihood_to_recommend: 9,
-                    }),
-                    client_scores: None,
-                    comment: "Solid delivery".into(),
-                    request_id: String::new(),
-                },
-            ))
+            .submit_end_contract_feedback(as_user(user, client_end_feedback_request(contract_id)))
             .await?
             .into_inner())
     }

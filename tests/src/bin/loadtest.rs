@@ -826,24 +826,7 @@ async fn main() -> anyhow::Result<()> {
         let mut fb = feedbacks.clone();
         fb.submit_end_contract_feedback(bearer(
             &f.client_token,
-            fpb::SubmitEndContractFeedbackRequest {
-                contract_id: f.contract.clone(),
-                freelancer_scores: Some(fpb::FreelancerScores {
-                    skills: 5,
-                    quality_of_work: 5,
-                    availability: 5,
-                    adherence_to_schedule: 5,
-                    communication: 5,
-                    cooperation: 5,
-                }),
-                private_feedback: Some(fpb::ClientPrivateFeedback {
-                    reason_for_ending: fpb::EndReason::JobCompleted as i32,
-                    likelihood_to_recommend: 9,
-                }),
-                client_scores: None,
-                comment: "great".into(),
-                request_id: String::new(),
-            },
+            e2e::client_end_feedback_request(&f.contract),
         ))
         .await?;
     }
