@@ -78,13 +78,10 @@ impl SqliteSync {
 /// for its default file name).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArgs {
-    /// Database pool size.
-    #[arg(
-        long = "db-max-connections",
-        env = "DB_MAX_CONNECTIONS",
-        default_value_t = 16
-    )]
-    pub max_connections: u32,
+    /// Database pool size (default: 16 on PostgreSQL; 4 readers on SQLite,
+    /// beside its one writer).
+    #[arg(long = "db-max-connections", env = "DB_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
     /// SQLite only: `normal` (a commit survives a process crash; the last
     /// ones may be lost on power loss) or `full` (fsync at every commit).
     #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Normal)]
@@ -108,7 +105,10 @@ impl DbArgs {
 pub struct DbOptions {
     pub url: String,
     /// Connections in the (read) pool; PostgreSQL uses one pool for both.
-    pub max_connections: u32,
+    /// `None`: 16 on PostgreSQL, 4 on SQLite. SQLite runs each query on its
+    /// connection's thread in this process, so more readers than a few per
+    /// core only add context switches (and, with mmap, mappings).
+    pub max_connections: Option<u32>,
     /// How long a caller waits for a connection before the call fails UNAVAILABLE.
     pub acquire_timeout: Duration,
     pub sqlite_synchronous: SqliteSync,
@@ -118,7 +118,7 @@ impl DbOptions {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            max_connections: 16,
+            max_connections: None,
             acquire_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSync::default(),
         }
@@ -145,7 +145,10 @@ impl Db {
         let backend = Backend::of_url(&options.url)?;
         let base = AnyPoolOptions::new()
             .acquire_timeout(options.acquire_timeout)
-            .max_connections(options.max_connections);
+            .max_connections(options.max_connections.unwrap_or(match backend {
+                Backend::Postgres => 16,
+                Backend::Sqlite => 4,
+            }));
         match backend {
             Backend::Postgres => {
                 let pool = base.connect_lazy(&options.url).map_err(DbError::Connect)?;
