@@ -680,13 +680,9 @@ impl Bench {
     }
 
     /// Runs the scenarios in order; ratios divide by this run's echo.
-    async fn measure_all(
-        &self,
-        scenarios: &[&str],
-        echo_rps: Option<f64>,
-    ) -> anyhow::Result<Vec<Figures>> {
+    async fn measure_all(&self, scenarios: &[&str]) -> anyhow::Result<Vec<Figures>> {
         let mut figures = Vec::new();
-        let mut echo_rps = echo_rps;
+        let mut echo_rps = None;
         for scenario in scenarios {
             eprintln!("loadtest: {scenario}");
             if let Some(mut f) = self.measure(scenario).await? {
@@ -843,21 +839,19 @@ async fn main() -> anyhow::Result<()> {
         contract,
         feedback,
     };
-    let figures = bench.measure_all(&selected, None).await?;
-    let echo_rps = figures
-        .iter()
-        .find(|f| f.scenario == "echo")
-        .map(|f| f.requests_per_sec);
+    let figures = bench.measure_all(&selected).await?;
     let (mut seeded, mut seeded_rows) = (Vec::new(), None);
     if args.flat_cost {
         eprintln!("loadtest: seeding");
         seeded_rows = Some(seed_databases(args.backend, &contract_db, &feedback_db).await?);
+        // Echo again: how far the machine itself drifted between the phases
+        // (on a shared host, CPU steal comes and goes).
         let reads: Vec<&str> = selected
             .iter()
             .copied()
-            .filter(|s| READ_SCENARIOS.contains(s))
+            .filter(|s| *s == "echo" || READ_SCENARIOS.contains(s))
             .collect();
-        seeded = bench.measure_all(&reads, echo_rps).await?;
+        seeded = bench.measure_all(&reads).await?;
     }
     let pgbench = match (args.backend, &args.postgres_url) {
         (Backend::Postgres, Some(url)) => pgbench_tps(url, args.concurrency, args.duration_secs),
@@ -892,16 +886,32 @@ async fn main() -> anyhow::Result<()> {
     if let Some(rows) = report.seeded_rows {
         println!("\nAfter seeding {rows} rows:\n");
         print_table(&report.seeded);
-        println!("\n| scenario | p50 empty ms | p50 seeded ms | seeded ÷ empty |");
-        println!("|---|---|---|---|");
-        for after in &report.seeded {
-            if let Some(before) = report.figures.iter().find(|f| f.scenario == after.scenario) {
+        let p50 = |figures: &[Figures], name: &str| {
+            figures
+                .iter()
+                .find(|f| f.scenario == name)
+                .map(|f| f.p50_ms)
+        };
+        // Each p50 growth is also given over echo's own, which measures
+        // the machine's drift rather than the data's size.
+        let drift = p50(&report.seeded, "echo")
+            .zip(p50(&report.figures, "echo"))
+            .map(|(after, before)| after / before);
+        println!(
+            "\n| scenario | p50 empty ms | p50 seeded ms | seeded ÷ empty | ÷ echo's own growth ({}) |",
+            drift.map_or("-".into(), |d| format!("{d:.2}"))
+        );
+        println!("|---|---|---|---|---|");
+        for after in report.seeded.iter().filter(|f| f.scenario != "echo") {
+            if let Some(before) = p50(&report.figures, &after.scenario) {
+                let growth = after.p50_ms / before;
                 println!(
-                    "| {} | {:.2} | {:.2} | {:.2} |",
+                    "| {} | {:.2} | {:.2} | {:.2} | {} |",
                     after.scenario,
-                    before.p50_ms,
+                    before,
                     after.p50_ms,
-                    after.p50_ms / before.p50_ms
+                    growth,
+                    drift.map_or("-".into(), |d| format!("{:.2}", growth / d))
                 );
             }
         }
@@ -910,5 +920,32 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
     drop((echo, bench));
+    remove_database(&args, &contract_db).await;
+    remove_database(&args, &feedback_db).await;
     Ok(())
+}
+
+/// Removes a database the run created (best effort: a leftover is only disk).
+async fn remove_database(args: &Args, url: &str) {
+    match (args.backend, &args.postgres_url) {
+        (Backend::Sqlite, _) => {
+            let path = url.trim_start_matches("sqlite://");
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
+            }
+        }
+        (Backend::Postgres, Some(server)) => {
+            use sqlx::Executor;
+            let Some((_, name)) = url.rsplit_once('/') else {
+                return;
+            };
+            if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(server).await {
+                let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                if let Err(err) = conn.execute(sqlx::AssertSqlSafe(sql)).await {
+                    eprintln!("loadtest: could not drop {name}: {err}");
+                }
+            }
+        }
+        (Backend::Postgres, None) => {}
+    }
 }
