@@ -41,7 +41,7 @@ impl Application {
     /// Opens the database, applies migrations and binds the listeners.
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let verifier = config.auth.verifier()?;
-        let db = open_database(config).await?;
+        let db = config.db.open(&config.database_url, &MIGRATIONS).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
         let relay = Relay::new();
@@ -148,11 +148,6 @@ impl Application {
         self.db.close().await;
         served
     }
-}
-
-/// Opens the configured database and applies migrations.
-pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
-    Ok(config.db.open(&config.database_url, &MIGRATIONS).await?)
 }
 
 async fn purge_idempotency_keys(

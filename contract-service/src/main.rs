@@ -18,7 +18,10 @@ async fn main() -> anyhow::Result<()> {
     );
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            contract_service::app::open_database(&config).await?;
+            config
+                .db
+                .open(&config.database_url, &contract_service::store::MIGRATIONS)
+                .await?;
             tracing::info!("migrations applied");
         }
         Command::Serve if config.test_clock => {

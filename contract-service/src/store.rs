@@ -10,7 +10,7 @@ use crate::domain::{
     Contract, ContractState, ContractType, Dispute, Party, Payment, PaymentKind, Refund, TimeEntry,
 };
 use crate::error::Error;
-use shared::db::Tx;
+use shared::db::{Backend, Tx};
 use shared::time::{from_micros, to_micros};
 
 const CONTRACT_COLUMNS: &str = "id, client_id, freelancer_id, agency_id, title, contract_type, currency, \
@@ -222,18 +222,33 @@ pub async fn end_contract(
 /// or locked). Diary writes of one contract are serialised by it, and it
 /// waits for (and then sees) a concurrent EndContract. One statement: the
 /// lock and the read are one round trip.
+///
+/// (`contracts.diary_version`, which an earlier version bumped to take this
+/// lock, is no longer read or written; a later migration drops it once no
+/// running version writes it.)
 pub async fn lock_diary_for_write(
     tx: &mut Tx,
     contract_id: &str,
 ) -> Result<Option<Contract>, Error> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    // PostgreSQL: a row lock that conflicts with EndContract's UPDATE and
+    // with other diary writers, and (unlike an UPDATE) writes no new row
+    // version; after waiting for a concurrent EndContract, the WHERE clause
+    // is re-checked against the committed row. `NO KEY` leaves inserts that
+    // reference the contract (payments, disputes) unblocked. SQLite: write
+    // transactions already run one at a time (`BEGIN IMMEDIATE`).
+    static POSTGRES: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{} FOR NO KEY UPDATE", SQLITE.as_str()));
+    static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "UPDATE contracts SET diary_version = diary_version + 1 \
-             WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL \
-             RETURNING {CONTRACT_COLUMNS}"
+            "SELECT {CONTRACT_COLUMNS} FROM contracts \
+             WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL"
         )
     });
-    let row = sqlx::query(AssertSqlSafe(SQL.as_str()))
+    let sql = match Backend::of_connection(tx) {
+        Backend::Postgres => POSTGRES.as_str(),
+        Backend::Sqlite => SQLITE.as_str(),
+    };
+    let row = sqlx::query(AssertSqlSafe(sql))
         .bind(contract_id)
         .fetch_optional(&mut **tx)
         .await?;

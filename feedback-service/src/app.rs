@@ -52,7 +52,7 @@ impl Application {
             config.contract_service_tls()?,
         )?
         .with_attempts(config.contract_service_attempts);
-        let db = open_database(config).await?;
+        let db = config.db.open(&config.database_url, &MIGRATIONS).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
         let relay = Relay::new();
@@ -187,11 +187,6 @@ fn contract_service_token(config: &Config) -> anyhow::Result<String> {
             "no token for contract-service: pass --contract-service-token-file (or CONTRACT_SERVICE_TOKEN_FILE)"
         ),
     }
-}
-
-/// Opens the configured database and applies migrations.
-pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
-    Ok(config.db.open(&config.database_url, &MIGRATIONS).await?)
 }
 
 async fn sample_metrics(

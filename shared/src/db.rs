@@ -33,6 +33,16 @@ impl Backend {
             Err(DbError::UnsupportedUrl)
         }
     }
+
+    /// The backend behind an open connection (a [`Tx`] derefs to one), for
+    /// the few statements whose SQL differs between the engines.
+    pub fn of_connection(conn: &AnyConnection) -> Self {
+        if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+            Self::Postgres
+        } else {
+            Self::Sqlite
+        }
+    }
 }
 
 /// Failures to open or migrate a database.

@@ -372,6 +372,40 @@ async fn overlapping_time_is_refused_in_every_shape(backend: TestBackend) {
     assert_eq!(diary.logged_minutes, 140);
 }
 
+async fn overlapping_time_sent_at_once_is_accepted_once(backend: TestBackend) {
+    let app = Arc::new(TestApp::spawn(&backend).await);
+    let c = app.hourly_contract("client-1", "free-1").await;
+    let writers = 24;
+    let barrier = Arc::new(Barrier::new(writers));
+    let tasks: Vec<_> = (0..writers)
+        .map(|i| {
+            let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                // 10:00-10:30, 10:10-10:40 and 10:20-10:50 on Tuesday: every
+                // pair overlaps, so only the diary lock decides which one lands.
+                let start = at("2026-11-17T10:00:00Z") + Duration::minutes(10 * (i % 3) as i64);
+                app.log_time("free-1", &id, start, 30).await
+            })
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(entry) => accepted.push(entry),
+            Err(status) => assert_eq!(
+                reason(&status).as_deref(),
+                Some("TIME_ENTRY_OVERLAP"),
+                "{status:?}"
+            ),
+        }
+    }
+    assert_eq!(accepted.len(), 1, "{accepted:?}");
+    let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
+    assert_eq!(diary.time_entries.len(), 1);
+    assert_eq!(diary.logged_minutes, 30);
+}
+
 async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend) {
     let app = TestApp::spawn(&backend).await;
     let c = app
@@ -1203,6 +1237,7 @@ backend_tests!(
     end_contract_racing_log_time_leaves_nothing_after_the_lock,
     time_is_logged_in_segments_inside_the_current_week,
     overlapping_time_is_refused_in_every_shape,
+    overlapping_time_sent_at_once_is_accepted_once,
     time_over_the_weekly_limit_is_kept_but_not_billed,
     time_entries_are_deleted_only_in_the_current_week,
     refunds_are_allowed_for_180_days_up_to_what_was_paid,

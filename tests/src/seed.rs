@@ -129,11 +129,11 @@ pub async fn seed(
     let contract_rows = format!(
         "{numbers}INSERT INTO contracts (id, client_id, freelancer_id, agency_id, title, contract_type, currency, \
          hourly_rate_minor, weekly_limit_minutes, allow_manual_time, state, start_at, end_at, ended_by, \
-         end_reason, created_at, updated_at, last_paid_at, net_paid_minor, diary_locked_at, diary_version) \
+         end_reason, created_at, updated_at, last_paid_at, net_paid_minor, diary_locked_at) \
          SELECT {id}, {client}, {freelancer}, NULL, 'seeded contract', 'HOURLY', 'USD', 5000, 2400, 0, \
          CASE WHEN i % 2 = 0 THEN 'ENDED' ELSE 'ACTIVE' END, {start}, \
          CASE WHEN i % 2 = 0 THEN {ended} END, CASE WHEN i % 2 = 0 THEN 'CLIENT' END, '', {start}, {start}, \
-         {paid}, {net}, CASE WHEN i % 2 = 0 THEN {ended} END, 0 FROM n",
+         {paid}, {net}, CASE WHEN i % 2 = 0 THEN {ended} END FROM n",
         numbers = numbers(contracts),
         id = contract_id("i"),
         client = client("i"),
