@@ -66,9 +66,10 @@ struct Args {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Flat cost: run the read scenarios on the near-empty databases, load
-    /// 100k contracts, 1M diary entries, 200k payments and 100k feedback
-    /// records, run them again, and report each p50's growth.
+    /// Flat cost: start a near-empty and a seeded stack (100k contracts, 1M
+    /// diary entries, 200k payments, 100k feedback records), measure each
+    /// read scenario on both in alternating rounds, and report each p50's
+    /// growth.
     #[arg(long)]
     flat_cost: bool,
 }
@@ -123,8 +124,8 @@ struct Report {
     figures: Vec<Figures>,
     pgbench_insert_tps: Option<f64>,
     log_time_ratio_to_pgbench: Option<f64>,
-    /// With --flat-cost: the read scenarios again, on the seeded databases.
-    seeded: Vec<Figures>,
+    /// With --flat-cost: each read scenario near-empty and seeded.
+    flat_cost: Vec<FlatCost>,
     seeded_rows: Option<u64>,
 }
 
@@ -360,13 +361,20 @@ async fn create_contract(
     })
 }
 
-/// Runs `call(worker, iteration)` from `concurrency` workers for `duration`
-/// (after a one-second warm-up). A call returns whether it succeeded, or
+/// How long a scenario warms up, then is measured.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    warm_up: Duration,
+    measured: Duration,
+}
+
+/// Runs `call(worker, iteration)` from `concurrency` workers for the
+/// measured time, after the warm-up. A call returns whether it succeeded, or
 /// `None` when there is no more work (single-use fixtures ran out): that
 /// worker stops, and the rate is taken over the time the workers ran.
 async fn drive<F, Fut>(
     concurrency: usize,
-    duration: Duration,
+    pace: Pace,
     call: F,
 ) -> (Histogram<u64>, u64, u64, Duration)
 where
@@ -375,7 +383,7 @@ where
 {
     let call = Arc::new(call);
     // Warm-up: connections, caches and prepared statements.
-    let warm_until = Instant::now() + Duration::from_secs(1);
+    let warm_until = Instant::now() + pace.warm_up;
     let counter = Arc::new(AtomicUsize::new(0));
     let run = |until: Instant, record: bool| {
         let tasks: Vec<_> = (0..concurrency)
@@ -419,7 +427,7 @@ where
     };
     let _ = run(warm_until, false).await;
     let started = Instant::now();
-    let (histogram, ok, errors) = run(started + duration, true).await;
+    let (histogram, ok, errors) = run(started + pace.measured, true).await;
     let elapsed = started.elapsed();
     (
         histogram.unwrap_or_else(|| Histogram::new(3).expect("histogram")),
@@ -481,17 +489,20 @@ struct Bench {
     /// Ended contracts with the client's feedback (feedback reads, history).
     ended: Arc<Vec<Fixture>>,
     concurrency: usize,
-    duration: Duration,
+    pace: Pace,
     backend: String,
     contract: Process,
     feedback: Process,
+    contract_db: String,
+    feedback_db: String,
 }
 
 impl Bench {
     /// Fresh contracts for a scenario that uses each one once, enough for
     /// `per_sec` calls a second over the warm-up and the measured time.
     async fn single_use(&self, per_sec: u64, tag: &str) -> anyhow::Result<Arc<Vec<Fixture>>> {
-        let count = per_sec * (self.duration.as_secs() + 1);
+        let count = per_sec as f64 * (self.pace.warm_up + self.pace.measured).as_secs_f64();
+        let count = count.ceil() as u64;
         let count = usize::try_from(count).unwrap_or(usize::MAX);
         Ok(Arc::new(
             create_contracts(&self.contracts, &self.tokens, count, 50, false, tag).await?,
@@ -508,11 +519,11 @@ impl Bench {
             self.active.clone(),
             self.ended.clone(),
         );
-        let (concurrency, duration) = (self.concurrency, self.duration);
+        let (concurrency, pace) = (self.concurrency, self.pace);
         let mut batch = 1.0;
         let (histogram, ok, errors, elapsed) = match scenario {
             "echo" => {
-                drive(concurrency, duration, move |_, _| {
+                drive(concurrency, pace, move |_, _| {
                     let (mut e, token) = (e.clone(), t.reader.clone());
                     async move {
                         let request = tpb::EchoRequest {
@@ -524,7 +535,7 @@ impl Bench {
                 .await
             }
             "get-contract" => {
-                drive(concurrency, duration, move |_, i| {
+                drive(concurrency, pace, move |_, i| {
                     let (mut c, token, id) = (
                         c.clone(),
                         t.reader.clone(),
@@ -538,7 +549,7 @@ impl Bench {
                 .await
             }
             "check-eligibility" => {
-                drive(concurrency, duration, move |_, i| {
+                drive(concurrency, pace, move |_, i| {
                     let (mut f, fixture) = (f.clone(), act[i % act.len()].clone());
                     async move {
                         let request = fpb::CheckMidContractEligibilityRequest {
@@ -553,7 +564,7 @@ impl Bench {
             }
             "batch-check-100" => {
                 batch = 100.0;
-                drive(concurrency, duration, move |_, i| {
+                drive(concurrency, pace, move |_, i| {
                     let (mut f, token) = (f.clone(), t.reader.clone());
                     let ids: Vec<String> = (0..100)
                         .map(|k| act[(i * 7 + k) % act.len()].contract.clone())
@@ -574,7 +585,7 @@ impl Bench {
                 let per_worker = (act.len() / concurrency).max(1);
                 let counters: Arc<Vec<AtomicUsize>> =
                     Arc::new((0..concurrency).map(|_| AtomicUsize::new(0)).collect());
-                drive(concurrency, duration, move |worker, _| {
+                drive(concurrency, pace, move |worker, _| {
                     let n = counters[worker].fetch_add(1, Ordering::Relaxed);
                     let fixture =
                         act[(worker * per_worker + (n / 700) % per_worker) % act.len()].clone();
@@ -595,7 +606,7 @@ impl Bench {
             }
             "end-contract" => {
                 let fresh = self.single_use(2_500, "x").await?;
-                drive(concurrency, duration, move |_, i| {
+                drive(concurrency, pace, move |_, i| {
                     let (mut c, fixture) = (c.clone(), fresh.get(i).cloned());
                     async move {
                         let fixture = fixture?;
@@ -612,7 +623,7 @@ impl Bench {
             }
             "submit-mid-feedback" => {
                 let fresh = self.single_use(1_000, "m").await?;
-                drive(concurrency, duration, move |_, i| {
+                drive(concurrency, pace, move |_, i| {
                     let (mut f, fixture) = (f.clone(), fresh.get(i).cloned());
                     async move {
                         let fixture = fixture?;
@@ -631,7 +642,7 @@ impl Bench {
                 .await
             }
             "get-end-feedback" => {
-                drive(concurrency, duration, move |_, i| {
+                drive(concurrency, pace, move |_, i| {
                     let (mut f, fixture) = (f.clone(), end[i % end.len()].clone());
                     async move {
                         let request = fpb::GetEndContractFeedbackRequest {
@@ -645,7 +656,7 @@ impl Bench {
                 .await
             }
             "list-work-history" => {
-                drive(concurrency, duration, move |_, i| {
+                drive(concurrency, pace, move |_, i| {
                     let (mut f, token) = (f.clone(), t.reader.clone());
                     async move {
                         let request = fpb::ListWorkHistoryRequest {
@@ -751,6 +762,175 @@ fn print_table(figures: &[Figures]) {
     }
 }
 
+impl Bench {
+    /// Starts contract-service and feedback-service on fresh databases,
+    /// sets both clocks, and makes the fixtures: 400 active contracts with a
+    /// payment, and 200 ended ones with the client's feedback.
+    async fn start(
+        args: &Args,
+        bin_dir: &std::path::Path,
+        echoes: EchoServiceClient<Channel>,
+        pace: Pace,
+    ) -> anyhow::Result<Self> {
+        let contract_db = database_url(args, "contract").await?;
+        let feedback_db = database_url(args, "feedback").await?;
+        let contract = start(
+            bin_dir,
+            "contract-service",
+            &[
+                "--dev".into(),
+                "--test-clock".into(),
+                "--database-url".into(),
+                contract_db.clone(),
+            ],
+        )
+        .await?;
+        let feedback = start(
+            bin_dir,
+            "feedback-service",
+            &[
+                "--dev".into(),
+                "--test-clock".into(),
+                "--database-url".into(),
+                feedback_db.clone(),
+                "--contract-service-url".into(),
+                format!("http://{}", contract.addr),
+                "--run-workers".into(),
+                "false".into(),
+            ],
+        )
+        .await?;
+        let tokens = Arc::new(Tokens::new()?);
+        // One clock for both services: Friday night, so a whole week is open.
+        for addr in [contract.addr, feedback.addr] {
+            TestClockServiceClient::new(channel(addr).await?)
+                .set_time(bearer(
+                    &tokens.ops,
+                    tpb::SetTimeRequest {
+                        now: Some(shared::time::to_proto(bench_now())),
+                    },
+                ))
+                .await?;
+        }
+        let contracts = ContractServiceClient::new(channel(contract.addr).await?);
+        let feedbacks = FeedbackServiceClient::new(channel(feedback.addr).await?);
+        eprintln!("loadtest: preparing fixtures");
+        let active = create_contracts(&contracts, &tokens, 400, 50, false, "a").await?;
+        let ended =
+            create_contracts(&contracts, &tokens, 200, HISTORY_FREELANCERS, true, "e").await?;
+        for f in &ended {
+            let mut fb = feedbacks.clone();
+            fb.submit_end_contract_feedback(bearer(
+                &f.client_token,
+                e2e::client_end_feedback_request(&f.contract),
+            ))
+            .await?;
+        }
+        Ok(Self {
+            contracts,
+            feedbacks,
+            echoes,
+            tokens,
+            active: Arc::new(active),
+            ended: Arc::new(ended),
+            concurrency: args.concurrency,
+            pace,
+            backend: format!("{:?}", args.backend).to_lowercase(),
+            contract,
+            feedback,
+            contract_db,
+            feedback_db,
+        })
+    }
+
+    /// Stops the services and drops their databases.
+    async fn stop(self, args: &Args) {
+        let (contract_db, feedback_db) = (self.contract_db.clone(), self.feedback_db.clone());
+        drop(self);
+        remove_database(args, &contract_db).await;
+        remove_database(args, &feedback_db).await;
+    }
+}
+
+/// Rounds of the flat-cost comparison, and each measurement's length.
+const FLAT_ROUNDS: usize = 6;
+const FLAT_PACE: Pace = Pace {
+    warm_up: Duration::from_millis(500),
+    measured: Duration::from_secs(2),
+};
+
+/// One read scenario on a near-empty and on a seeded pair of databases.
+#[derive(Debug, Serialize)]
+struct FlatCost {
+    scenario: String,
+    rounds: usize,
+    /// Medians over the rounds.
+    p50_empty_ms: f64,
+    p50_seeded_ms: f64,
+    /// Median over the rounds of each round's seeded ÷ empty p50.
+    seeded_over_empty: f64,
+    errors: u64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Flat cost: two fresh stacks with the same fixtures, one of them seeded,
+/// measured in alternating short slices (empty, seeded, seeded, empty, …),
+/// so that the host's drift (CPU steal comes and goes) falls on both alike;
+/// each round's p50s are compared with each other.
+async fn flat_cost(
+    args: &Args,
+    bin_dir: &std::path::Path,
+    echoes: &EchoServiceClient<Channel>,
+    scenarios: &[&str],
+) -> anyhow::Result<(u64, Vec<FlatCost>)> {
+    let empty = Bench::start(args, bin_dir, echoes.clone(), FLAT_PACE).await?;
+    let seeded = Bench::start(args, bin_dir, echoes.clone(), FLAT_PACE).await?;
+    eprintln!("loadtest: seeding");
+    let rows = seed_databases(args.backend, &seeded.contract_db, &seeded.feedback_db).await?;
+    let mut results = Vec::new();
+    for scenario in scenarios {
+        eprintln!("loadtest: flat cost of {scenario}");
+        let (mut before, mut after, mut ratios, mut errors) = (vec![], vec![], vec![], 0);
+        for round in 0..FLAT_ROUNDS {
+            let order = if round % 2 == 0 {
+                [&empty, &seeded]
+            } else {
+                [&seeded, &empty]
+            };
+            let mut p50 = [0.0; 2];
+            for bench in order {
+                let Some(f) = bench.measure(scenario).await? else {
+                    continue;
+                };
+                errors += f.errors;
+                p50[usize::from(std::ptr::eq(bench, &seeded))] = f.p50_ms;
+            }
+            before.push(p50[0]);
+            after.push(p50[1]);
+            ratios.push(p50[1] / p50[0]);
+        }
+        results.push(FlatCost {
+            scenario: (*scenario).into(),
+            rounds: FLAT_ROUNDS,
+            p50_empty_ms: median(before),
+            p50_seeded_ms: median(after),
+            seeded_over_empty: median(ratios),
+            errors,
+        });
+    }
+    empty.stop(args).await;
+    seeded.stop(args).await;
+    Ok((rows, results))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -770,93 +950,31 @@ async fn main() -> anyhow::Result<()> {
             .filter(|s| args.scenarios.iter().any(|a| a == s))
             .collect()
     };
-    let contract_db = database_url(&args, "contract").await?;
-    let feedback_db = database_url(&args, "feedback").await?;
     let echo = start(&bin_dir, "echo-server", &[]).await?;
-    let contract = start(
-        &bin_dir,
-        "contract-service",
-        &[
-            "--dev".into(),
-            "--test-clock".into(),
-            "--database-url".into(),
-            contract_db.clone(),
-        ],
-    )
-    .await?;
-    let feedback = start(
-        &bin_dir,
-        "feedback-service",
-        &[
-            "--dev".into(),
-            "--test-clock".into(),
-            "--database-url".into(),
-            feedback_db.clone(),
-            "--contract-service-url".into(),
-            format!("http://{}", contract.addr),
-            "--run-workers".into(),
-            "false".into(),
-        ],
-    )
-    .await?;
-    let tokens = Arc::new(Tokens::new()?);
-    // One clock for both services: Friday night, so a whole week is open.
-    for addr in [contract.addr, feedback.addr] {
-        TestClockServiceClient::new(channel(addr).await?)
-            .set_time(bearer(
-                &tokens.ops,
-                tpb::SetTimeRequest {
-                    now: Some(shared::time::to_proto(bench_now())),
-                },
-            ))
-            .await?;
-    }
-    let contracts = ContractServiceClient::new(channel(contract.addr).await?);
-    let feedbacks = FeedbackServiceClient::new(channel(feedback.addr).await?);
     let echoes = EchoServiceClient::new(channel(echo.addr).await?);
-
-    eprintln!("loadtest: preparing fixtures");
-    let active = create_contracts(&contracts, &tokens, 400, 50, false, "a").await?;
-    let ended = create_contracts(&contracts, &tokens, 200, HISTORY_FREELANCERS, true, "e").await?;
-    for f in &ended {
-        let mut fb = feedbacks.clone();
-        fb.submit_end_contract_feedback(bearer(
-            &f.client_token,
-            e2e::client_end_feedback_request(&f.contract),
-        ))
-        .await?;
-    }
-    let bench = Bench {
-        contracts,
-        feedbacks,
-        echoes,
-        tokens,
-        active: Arc::new(active),
-        ended: Arc::new(ended),
-        concurrency: args.concurrency,
-        duration: Duration::from_secs(args.duration_secs),
-        backend: format!("{:?}", args.backend).to_lowercase(),
-        contract,
-        feedback,
+    let pace = Pace {
+        warm_up: Duration::from_secs(1),
+        measured: Duration::from_secs(args.duration_secs),
     };
+    let bench = Bench::start(&args, &bin_dir, echoes.clone(), pace).await?;
     let figures = bench.measure_all(&selected).await?;
-    let (mut seeded, mut seeded_rows) = (Vec::new(), None);
-    if args.flat_cost {
-        eprintln!("loadtest: seeding");
-        seeded_rows = Some(seed_databases(args.backend, &contract_db, &feedback_db).await?);
-        // Echo again: how far the machine itself drifted between the phases
-        // (on a shared host, CPU steal comes and goes).
-        let reads: Vec<&str> = selected
-            .iter()
-            .copied()
-            .filter(|s| *s == "echo" || READ_SCENARIOS.contains(s))
-            .collect();
-        seeded = bench.measure_all(&reads).await?;
-    }
+    let backend = bench.backend.clone();
+    bench.stop(&args).await;
     let pgbench = match (args.backend, &args.postgres_url) {
         (Backend::Postgres, Some(url)) => pgbench_tps(url, args.concurrency, args.duration_secs),
         _ => None,
     };
+    let (mut flat, mut seeded_rows) = (Vec::new(), None);
+    if args.flat_cost {
+        let reads: Vec<&str> = selected
+            .iter()
+            .copied()
+            .filter(|s| READ_SCENARIOS.contains(s))
+            .collect();
+        let (rows, results) = flat_cost(&args, &bin_dir, &echoes, &reads).await?;
+        seeded_rows = Some(rows);
+        flat = results;
+    }
     let log_time_rps = figures
         .iter()
         .find(|f| f.scenario == "log-time")
@@ -866,11 +984,11 @@ async fn main() -> anyhow::Result<()> {
             "{} cores",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         ),
-        backend: bench.backend.clone(),
+        backend,
         log_time_ratio_to_pgbench: pgbench.zip(log_time_rps).map(|(p, l)| l / p),
         pgbench_insert_tps: pgbench,
         figures,
-        seeded,
+        flat_cost: flat,
         seeded_rows,
     };
     print_table(&report.figures);
@@ -884,44 +1002,23 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if let Some(rows) = report.seeded_rows {
-        println!("\nAfter seeding {rows} rows:\n");
-        print_table(&report.seeded);
-        let p50 = |figures: &[Figures], name: &str| {
-            figures
-                .iter()
-                .find(|f| f.scenario == name)
-                .map(|f| f.p50_ms)
-        };
-        // Each p50 growth is also given over echo's own, which measures
-        // the machine's drift rather than the data's size.
-        let drift = p50(&report.seeded, "echo")
-            .zip(p50(&report.figures, "echo"))
-            .map(|(after, before)| after / before);
         println!(
-            "\n| scenario | p50 empty ms | p50 seeded ms | seeded ÷ empty | ÷ echo's own growth ({}) |",
-            drift.map_or("-".into(), |d| format!("{d:.2}"))
+            "\nFlat cost: near-empty vs {rows} seeded rows, {FLAT_ROUNDS} alternating rounds of {} s:\n",
+            FLAT_PACE.measured.as_secs_f64()
         );
+        println!("| scenario | p50 near-empty ms | p50 seeded ms | seeded ÷ empty | errors |");
         println!("|---|---|---|---|---|");
-        for after in report.seeded.iter().filter(|f| f.scenario != "echo") {
-            if let Some(before) = p50(&report.figures, &after.scenario) {
-                let growth = after.p50_ms / before;
-                println!(
-                    "| {} | {:.2} | {:.2} | {:.2} | {} |",
-                    after.scenario,
-                    before,
-                    after.p50_ms,
-                    growth,
-                    drift.map_or("-".into(), |d| format!("{:.2}", growth / d))
-                );
-            }
+        for f in &report.flat_cost {
+            println!(
+                "| {} | {:.2} | {:.2} | {:.2} | {} |",
+                f.scenario, f.p50_empty_ms, f.p50_seeded_ms, f.seeded_over_empty, f.errors
+            );
         }
     }
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
-    drop((echo, bench));
-    remove_database(&args, &contract_db).await;
-    remove_database(&args, &feedback_db).await;
+    drop(echo);
     Ok(())
 }
 
