@@ -7,6 +7,12 @@ use contract_service::Application;
 use contract_service::config::{Cli, Command};
 use shared::clock::{SharedClock, SystemClock, TestClock};
 
+/// mimalloc rather than the system allocator: under load, glibc's malloc
+/// (its arena locks and consolidation) took about a third of the machine's
+/// CPU in a profile of the batch eligibility check (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

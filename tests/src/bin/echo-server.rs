@@ -21,6 +21,10 @@ struct Args {
     serve: shared::server::ServeArgs,
 }
 
+/// The services' allocator, so the baseline is served the same way.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
