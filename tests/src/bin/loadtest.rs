@@ -115,6 +115,9 @@ struct Figures {
     ratio_to_echo: Option<f64>,
     contract_rss_mib: f64,
     feedback_rss_mib: f64,
+    /// CPU time each service spent per call of the scenario.
+    contract_cpu_us_per_call: f64,
+    feedback_cpu_us_per_call: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -224,6 +227,26 @@ fn rss_mib(process: &Process) -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A process's CPU time so far (user + system), from /proc.
+fn cpu_secs(process: &Process) -> f64 {
+    // Clock ticks are 1/100 s on Linux (USER_HZ).
+    const TICKS_PER_SEC: f64 = 100.0;
+    let Some(pid) = process.child.id() else {
+        return 0.0;
+    };
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name, which is in parentheses.
+            let rest = stat.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / TICKS_PER_SEC)
+        })
+        .unwrap_or(0.0)
 }
 
 fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
@@ -376,7 +399,7 @@ async fn drive<F, Fut>(
     concurrency: usize,
     pace: Pace,
     call: F,
-) -> (Histogram<u64>, u64, u64, Duration)
+) -> (Histogram<u64>, u64, u64, Duration, u64)
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Option<bool>> + Send,
@@ -425,7 +448,7 @@ where
             (total, ok, errors)
         }
     };
-    let _ = run(warm_until, false).await;
+    let (_, warm_ok, warm_errors) = run(warm_until, false).await;
     let started = Instant::now();
     let (histogram, ok, errors) = run(started + pace.measured, true).await;
     let elapsed = started.elapsed();
@@ -434,6 +457,7 @@ where
         ok,
         errors,
         elapsed,
+        warm_ok + warm_errors,
     )
 }
 
@@ -521,7 +545,8 @@ impl Bench {
         );
         let (concurrency, pace) = (self.concurrency, self.pace);
         let mut batch = 1.0;
-        let (histogram, ok, errors, elapsed) = match scenario {
+        let cpu_before = [cpu_secs(&self.contract), cpu_secs(&self.feedback)];
+        let (histogram, ok, errors, elapsed, warm_calls) = match scenario {
             "echo" => {
                 drive(concurrency, pace, move |_, _| {
                     let (mut e, token) = (e.clone(), t.reader.clone());
@@ -672,6 +697,10 @@ impl Bench {
             _ => return Ok(None),
         };
         let rps = ok as f64 / elapsed.as_secs_f64();
+        // Each service's CPU time per call (warm-up included), which a busy
+        // or stolen-from host disturbs far less than latency.
+        let calls = (ok + errors + warm_calls).max(1) as f64;
+        let cpu_us = |process: &Process, before: f64| (cpu_secs(process) - before) * 1e6 / calls;
         let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
         Ok(Some(Figures {
             scenario: scenario.into(),
@@ -687,6 +716,8 @@ impl Bench {
             ratio_to_echo: None,
             contract_rss_mib: rss_mib(&self.contract),
             feedback_rss_mib: rss_mib(&self.feedback),
+            contract_cpu_us_per_call: cpu_us(&self.contract, cpu_before[0]),
+            feedback_cpu_us_per_call: cpu_us(&self.feedback, cpu_before[1]),
         }))
     }
 
@@ -869,6 +900,10 @@ struct FlatCost {
     p50_seeded_ms: f64,
     /// Median over the rounds of each round's seeded ÷ empty p50.
     seeded_over_empty: f64,
+    /// Medians over the rounds of both services' CPU per call (µs),
+    /// near-empty and seeded: contract-service, then feedback-service.
+    cpu_us_empty: [f64; 2],
+    cpu_us_seeded: [f64; 2],
     errors: u64,
 }
 
@@ -899,6 +934,7 @@ async fn flat_cost(
     for scenario in scenarios {
         eprintln!("loadtest: flat cost of {scenario}");
         let (mut before, mut after, mut ratios, mut errors) = (vec![], vec![], vec![], 0);
+        let mut cpu: [[Vec<f64>; 2]; 2] = Default::default();
         for round in 0..FLAT_ROUNDS {
             let order = if round % 2 == 0 {
                 [&empty, &seeded]
@@ -911,7 +947,10 @@ async fn flat_cost(
                     continue;
                 };
                 errors += f.errors;
-                p50[usize::from(std::ptr::eq(bench, &seeded))] = f.p50_ms;
+                let side = usize::from(std::ptr::eq(bench, &seeded));
+                p50[side] = f.p50_ms;
+                cpu[side][0].push(f.contract_cpu_us_per_call);
+                cpu[side][1].push(f.feedback_cpu_us_per_call);
             }
             before.push(p50[0]);
             after.push(p50[1]);
@@ -923,6 +962,8 @@ async fn flat_cost(
             p50_empty_ms: median(before),
             p50_seeded_ms: median(after),
             seeded_over_empty: median(ratios),
+            cpu_us_empty: cpu[0].clone().map(median),
+            cpu_us_seeded: cpu[1].clone().map(median),
             errors,
         });
     }
@@ -1006,12 +1047,22 @@ async fn main() -> anyhow::Result<()> {
             "\nFlat cost: near-empty vs {rows} seeded rows, {FLAT_ROUNDS} alternating rounds of {} s:\n",
             FLAT_PACE.measured.as_secs_f64()
         );
-        println!("| scenario | p50 near-empty ms | p50 seeded ms | seeded ÷ empty | errors |");
-        println!("|---|---|---|---|---|");
+        println!(
+            "| scenario | p50 near-empty ms | p50 seeded ms | seeded ÷ empty | contract CPU µs/call empty → seeded | feedback CPU µs/call empty → seeded | errors |"
+        );
+        println!("|---|---|---|---|---|---|---|");
         for f in &report.flat_cost {
             println!(
-                "| {} | {:.2} | {:.2} | {:.2} | {} |",
-                f.scenario, f.p50_empty_ms, f.p50_seeded_ms, f.seeded_over_empty, f.errors
+                "| {} | {:.2} | {:.2} | {:.2} | {:.0} → {:.0} | {:.0} → {:.0} | {} |",
+                f.scenario,
+                f.p50_empty_ms,
+                f.p50_seeded_ms,
+                f.seeded_over_empty,
+                f.cpu_us_empty[0],
+                f.cpu_us_seeded[0],
+                f.cpu_us_empty[1],
+                f.cpu_us_seeded[1],
+                f.errors
             );
         }
     }
