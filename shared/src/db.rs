@@ -379,6 +379,25 @@ mod tests {
         std::fs::remove_dir_all(dir).ok();
     }
 
+    /// STAT4 re-plans every statement whose bound values change once an
+    /// index is analyzed; `.cargo/config.toml` builds SQLite without it.
+    #[tokio::test]
+    async fn sqlite_is_built_without_stat4() {
+        let db = Db::connect(&DbOptions::new("sqlite::memory:"))
+            .await
+            .expect("open");
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(db.reader())
+            .await
+            .expect("pragma");
+        assert!(
+            options.iter().any(|o| o.starts_with("THREADSAFE")),
+            "{options:?}"
+        );
+        assert!(!options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
+        db.close().await;
+    }
+
     #[test]
     fn only_sqlite_and_postgres_urls_are_accepted() {
         assert_eq!(Backend::of_url("sqlite://a.db").ok(), Some(Backend::Sqlite));
