@@ -163,8 +163,15 @@ async fn database_url(args: &Args, name: &str) -> anyhow::Result<String> {
             let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
             conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {unique}")))
                 .await?;
+            // Keep the URL's parameters (`?sslmode=disable`, say) for the services.
+            let (url, params) = url.split_once('?').unwrap_or((&url, ""));
             let (base, _) = url.rsplit_once('/').context("a database in the URL")?;
-            Ok(format!("{base}/{unique}"))
+            let params = if params.is_empty() {
+                String::new()
+            } else {
+                format!("?{params}")
+            };
+            Ok(format!("{base}/{unique}{params}"))
         }
     }
 }
@@ -1084,7 +1091,7 @@ async fn remove_database(args: &Args, url: &str) {
         }
         (Backend::Postgres, Some(server)) => {
             use sqlx::Executor;
-            let Some((_, name)) = url.rsplit_once('/') else {
+            let Some((_, name)) = url.split('?').next().and_then(|u| u.rsplit_once('/')) else {
                 return;
             };
             if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(server).await {
