@@ -73,13 +73,18 @@ impl TestBackend {
         }
     }
 
-    /// A database URL no other test uses.
+    /// A database URL no other test uses. The first call of a process also
+    /// removes the test databases that earlier runs left behind.
     pub async fn fresh_database_url(&self) -> String {
         let name = format!("mkt_test_{}", uuid::Uuid::now_v7().simple());
+        let first = !SWEPT.swap(true, std::sync::atomic::Ordering::AcqRel);
         match self {
             TestBackend::Sqlite => {
                 let dir = std::env::temp_dir().join("marketplace-tests");
                 std::fs::create_dir_all(&dir).expect("temp dir");
+                if first {
+                    sweep_sqlite_files(&dir);
+                }
                 format!("sqlite://{}/{name}.db", dir.display())
             }
             TestBackend::Postgres(url) => {
@@ -87,12 +92,77 @@ impl TestBackend {
                 let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
                     .await
                     .expect("connect to TEST_POSTGRES_URL");
+                if first {
+                    sweep_postgres_databases(&mut conn).await;
+                }
                 conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .await
                     .expect("create test database");
                 let (base, _) = url.rsplit_once('/').expect("postgres URL has a database");
                 format!("{base}/{name}")
             }
+        }
+    }
+}
+
+/// Whether this process has already swept stale test databases.
+static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Test and load databases older than this are leftovers: the harness
+/// never drops a database while a test may still hold it, and no run of the
+/// suite or the load tool lasts this long.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Whether a `mkt_…_<uuid v7>` database name was created more than
+/// [`STALE_AFTER`] ago (the UUID carries its creation time).
+fn is_stale(name: &str) -> bool {
+    let Some(created) = name
+        .strip_prefix("mkt_")
+        .and_then(|rest| rest.rsplit('_').next())
+        .and_then(|id| uuid::Uuid::try_parse(id).ok())
+        .and_then(|id| id.get_timestamp())
+    else {
+        return false;
+    };
+    let (secs, nanos) = created.to_unix();
+    let created = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+    created.elapsed().is_ok_and(|age| age > STALE_AFTER)
+}
+
+/// Removes stale SQLite test files (`mkt_test_<uuid>.db` and its `-wal`
+/// and `-shm`).
+fn sweep_sqlite_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(name) = file.to_str() else { continue };
+        let stem = name.split('.').next().unwrap_or(name);
+        if is_stale(stem) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Drops stale test and load databases on the PostgreSQL server.
+async fn sweep_postgres_databases(conn: &mut sqlx::AnyConnection) {
+    let names: Vec<String> = match sqlx::query_scalar(
+        "SELECT CAST(datname AS TEXT) FROM pg_database WHERE datname LIKE 'mkt\\_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    {
+        Ok(names) => names,
+        Err(err) => {
+            eprintln!("note: could not list old test databases: {err}");
+            return;
+        }
+    };
+    for name in names.iter().filter(|name| is_stale(name)) {
+        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        if let Err(err) = conn.execute(sqlx::AssertSqlSafe(sql)).await {
+            eprintln!("note: could not drop old test database {name}: {err}");
         }
     }
 }
@@ -884,4 +954,31 @@ pub fn metric_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option
         })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_made(ago: std::time::Duration) -> String {
+        let at = std::time::SystemTime::now() - ago;
+        let since = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970");
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+        format!("mkt_test_{}", uuid::Uuid::new_v7(ts).simple())
+    }
+
+    #[test]
+    fn only_old_test_databases_are_stale() {
+        let minute = std::time::Duration::from_secs(60);
+        assert!(!is_stale(&name_made(minute * 59)));
+        assert!(is_stale(&name_made(minute * 61)));
+        let load = name_made(minute * 61).replace("mkt_test_", "mkt_load_contract_");
+        assert!(is_stale(&load));
+        // Anything not named by the harness or the load tool is left alone.
+        assert!(!is_stale(&name_made(minute * 61).replace("mkt_", "app_")));
+        assert!(!is_stale("mkt_test_notauuid"));
+        assert!(!is_stale("marketplace"));
+    }
 }
