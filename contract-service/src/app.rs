@@ -122,11 +122,13 @@ impl Application {
             service,
             self.verifier.interceptor(),
         ));
+        let mut services = vec![SERVICE_NAME];
         if let Some(clock) = self.clock_control {
             tracing::warn!("serving TestClockService: time moves on request (dev only)");
             routes.add_service(
                 shared::clock::control::TestClockApi::new(clock).service(&self.verifier),
             );
+            services.push(shared::proto::testing::v1::test_clock_service_server::SERVICE_NAME);
         }
         tracing::info!(addr = %self.addr, backend = ?self.db.backend(), "contract-service listening");
         let served = shared::server::serve(
@@ -137,6 +139,7 @@ impl Application {
                 metrics: self.metrics,
                 routes: routes.routes(),
                 health_name: SERVICE_NAME,
+                services,
             },
             shutdown,
         )

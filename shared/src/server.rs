@@ -88,9 +88,13 @@ impl Default for ServeArgs {
     }
 }
 
-/// Server reflection, v1 and v1alpha, for every proto in this workspace, health,
-/// and `google.rpc` error details (so grpcurl can print `ErrorInfo`).
-pub fn reflection() -> Result<
+/// Server reflection, v1 and v1alpha. It lists `services` (the ones this
+/// server runs), health and reflection itself, and describes every proto in
+/// this workspace, health, and `google.rpc` error details (so grpcurl can
+/// print `ErrorInfo`).
+pub fn reflection(
+    services: &[&'static str],
+) -> Result<
     (
         tonic_reflection::server::v1::ServerReflectionServer<
             impl tonic_reflection::server::v1::ServerReflection,
@@ -101,17 +105,21 @@ pub fn reflection() -> Result<
     ),
     tonic_reflection::server::Error,
 > {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    Ok((v1, v1alpha))
+    let builder = || {
+        let listed = services.iter().copied().chain([
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]);
+        listed.fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET),
+            |builder, name| builder.with_service_name(name),
+        )
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
 }
 
 /// Binds `addr` (use port 0 for an ephemeral port).
@@ -130,6 +138,9 @@ pub struct Serve {
     pub routes: Routes,
     /// The fully qualified name health reports on (besides "").
     pub health_name: &'static str,
+    /// The fully qualified names of the services in `routes`: what
+    /// reflection lists (grpcurl `list`), besides health and reflection.
+    pub services: Vec<&'static str>,
 }
 
 /// Serves until `shutdown` resolves. Then health turns NOT_SERVING, new
@@ -146,6 +157,7 @@ pub async fn serve(
         metrics,
         routes,
         health_name,
+        services,
     } = serve;
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in ["", health_name] {
@@ -153,7 +165,7 @@ pub async fn serve(
             .set_service_status(name, ServingStatus::Serving)
             .await;
     }
-    let (reflection_v1, reflection_v1alpha) = reflection()?;
+    let (reflection_v1, reflection_v1alpha) = reflection(&services)?;
 
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_task = metrics_listener.map(|listener| {

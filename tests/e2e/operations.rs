@@ -164,18 +164,24 @@ async fn reflection_v1_lists_the_services() {
         panic!("expected a service list");
     };
     let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(
-        names
-            .iter()
-            .any(|n| n == "marketplace.contract.v1.ContractService"),
-        "{names:?}"
-    );
-    assert!(
-        names
-            .iter()
-            .any(|n| n == "marketplace.feedback.v1.FeedbackService"),
-        "{names:?}"
-    );
+    // What this server runs, and nothing it does not: grpcurl users call
+    // what `list` shows.
+    for served in [
+        "marketplace.contract.v1.ContractService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(names.iter().any(|n| n == served), "{served} in {names:?}");
+    }
+    for elsewhere in [
+        "marketplace.feedback.v1.FeedbackService",
+        "marketplace.testing.v1.EchoService",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == elsewhere),
+            "{elsewhere} in {names:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -43,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
             metrics: shared::metrics::Metrics::new()?,
             routes: routes.routes(),
             health_name: "marketplace.testing.v1.EchoService",
+            services: vec!["marketplace.testing.v1.EchoService"],
         },
         shared::server::shutdown_signal(),
     )
