@@ -380,9 +380,10 @@ mod tests {
     }
 
     /// STAT4 re-plans every statement whose bound values change once an
-    /// index is analyzed; `.cargo/config.toml` builds SQLite without it.
+    /// index is analyzed, and memory statistics take a global mutex on every
+    /// allocation; `.cargo/config.toml` builds SQLite without either.
     #[tokio::test]
-    async fn sqlite_is_built_without_stat4() {
+    async fn sqlite_is_built_without_stat4_or_memory_statistics() {
         let db = Db::connect(&DbOptions::new("sqlite::memory:"))
             .await
             .expect("open");
@@ -395,6 +396,10 @@ mod tests {
             "{options:?}"
         );
         assert!(!options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
         db.close().await;
     }
 
