@@ -50,10 +50,13 @@ expect '"clientSubmitted": true'
 expect '"revealed": true'
 expect '"midContractFeedback"'
 expect '"clientFeedback"'
+# Read each page whole first: `curl | grep -q` under pipefail fails at
+# random, since grep exits at its first match and curl's next write fails.
 metrics=$(curl -fsS http://127.0.0.1:9101/metrics)
-echo "$metrics" | grep -q 'grpc_server_handled_total{grpc_code="OK",grpc_method="EndContract",grpc_service="marketplace.contract.v1.ContractService",grpc_type="unary"}' \
+grep -q 'grpc_server_handled_total{grpc_code="OK",grpc_method="EndContract",grpc_service="marketplace.contract.v1.ContractService",grpc_type="unary"}' <<<"$metrics" \
   || { echo "smoke: contract-service metrics did not count EndContract"; exit 1; }
-curl -fsS http://127.0.0.1:9102/metrics | grep -q 'grpc_client_handled_total{grpc_code="OK",grpc_method="GetContract"' \
+metrics=$(curl -fsS http://127.0.0.1:9102/metrics)
+grep -q 'grpc_client_handled_total{grpc_code="OK",grpc_method="GetContract"' <<<"$metrics" \
   || { echo "smoke: feedback-service metrics did not count its calls to contract-service"; exit 1; }
 # SIGTERM, as Kubernetes sends it: both binaries drain and exit 0.
 for pid in "$server" "$feedback"; do
