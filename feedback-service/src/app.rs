@@ -159,7 +159,6 @@ impl Application {
                 metrics_listener: Some(self.metrics_listener),
                 metrics: self.metrics,
                 routes: routes.routes(),
-                health_name: SERVICE_NAME,
                 services,
             },
             shutdown,

@@ -136,10 +136,8 @@ pub struct Serve {
     pub metrics: Arc<Metrics>,
     /// The service's own routes (authenticated, message sizes set).
     pub routes: Routes,
-    /// The fully qualified name health reports on (besides "").
-    pub health_name: &'static str,
-    /// The fully qualified names of the services in `routes`: what
-    /// reflection lists (grpcurl `list`), besides health and reflection.
+    /// The fully qualified names of the services in `routes`: what health
+    /// reports on (besides "") and reflection lists (grpcurl `list`).
     pub services: Vec<&'static str>,
 }
 
@@ -156,11 +154,10 @@ pub async fn serve(
         metrics_listener,
         metrics,
         routes,
-        health_name,
         services,
     } = serve;
     let (health, health_service) = tonic_health::server::health_reporter();
-    for name in ["", health_name] {
+    for name in std::iter::once("").chain(services.iter().copied()) {
         health
             .set_service_status(name, ServingStatus::Serving)
             .await;
@@ -208,7 +205,7 @@ pub async fn serve(
         result = &mut server => result.map_err(anyhow::Error::from),
         _ = shutdown => {
             tracing::info!(drain_timeout_secs = args.drain_timeout_secs, "shutting down: NOT_SERVING, draining in-flight calls");
-            for name in ["", health_name] {
+            for name in std::iter::once("").chain(services.iter().copied()) {
                 health.set_service_status(name, ServingStatus::NotServing).await;
             }
             let _ = drain_tx.send(());

@@ -17,6 +17,22 @@ fn assert_failed(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code
     assert_eq!(reason(&status).as_deref(), Some(why), "{status:?}");
 }
 
+/// Awaits calls sent at once and returns what the successful ones answered,
+/// after checking that every other one failed for `why`.
+async fn successes<T>(
+    tasks: Vec<tokio::task::JoinHandle<Result<T, tonic::Status>>>,
+    why: &str,
+) -> Vec<T> {
+    let mut answers = Vec::new();
+    for task in tasks {
+        match task.await.expect("join") {
+            Ok(answer) => answers.push(answer),
+            Err(status) => assert_eq!(reason(&status).as_deref(), Some(why), "{status:?}"),
+        }
+    }
+    answers
+}
+
 fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &str) {
     let status = result.expect_err("call should have failed");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -186,17 +202,11 @@ async fn end_contract_racing_log_time_leaves_nothing_after_the_lock(backend: Tes
             app.end_contract("client-1", &id, "").await
         })
     };
-    let mut accepted = Vec::new();
-    for task in tasks {
-        match task.await.expect("join") {
-            Ok(entry) => accepted.push(entry.id),
-            Err(status) => assert_eq!(
-                reason(&status).as_deref(),
-                Some("WORK_DIARY_LOCKED"),
-                "{status:?}"
-            ),
-        }
-    }
+    let mut accepted: Vec<_> = successes(tasks, "WORK_DIARY_LOCKED")
+        .await
+        .into_iter()
+        .map(|entry| entry.id)
+        .collect();
     ender.await.expect("join").expect("end contract");
 
     // Every accepted entry is in the diary, and nothing else is.
@@ -389,17 +399,7 @@ async fn overlapping_time_sent_at_once_is_accepted_once(backend: TestBackend) {
             })
         })
         .collect();
-    let mut accepted = Vec::new();
-    for task in tasks {
-        match task.await.expect("join") {
-            Ok(entry) => accepted.push(entry),
-            Err(status) => assert_eq!(
-                reason(&status).as_deref(),
-                Some("TIME_ENTRY_OVERLAP"),
-                "{status:?}"
-            ),
-        }
-    }
+    let accepted = successes(tasks, "TIME_ENTRY_OVERLAP").await;
     assert_eq!(accepted.len(), 1, "{accepted:?}");
     let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
     assert_eq!(diary.time_entries.len(), 1);
@@ -618,18 +618,8 @@ async fn concurrent_refunds_never_exceed_the_payment(backend: TestBackend) {
             })
         })
         .collect();
-    let mut ok = 0;
-    for task in tasks {
-        match task.await.expect("join") {
-            Ok(_) => ok += 1,
-            Err(status) => assert_eq!(
-                reason(&status).as_deref(),
-                Some("REFUND_EXCEEDS_REMAINING"),
-                "{status:?}"
-            ),
-        }
-    }
-    assert_eq!(ok, 10);
+    let refunds = successes(tasks, "REFUND_EXCEEDS_REMAINING").await;
+    assert_eq!(refunds.len(), 10);
     let contract = app
         .get_contract(as_user(
             "free-1",
@@ -1155,17 +1145,7 @@ async fn end_contract_racing_deletes_leaves_every_entry_as_it_was_at_the_lock(
             app.end_contract("client-1", &id, "").await
         })
     };
-    let mut deleted = Vec::new();
-    for task in deletes {
-        match task.await.expect("join") {
-            Ok(entry) => deleted.push(entry),
-            Err(status) => assert_eq!(
-                reason(&status).as_deref(),
-                Some("WORK_DIARY_LOCKED"),
-                "{status:?}"
-            ),
-        }
-    }
+    let deleted = successes(deletes, "WORK_DIARY_LOCKED").await;
     ender.await.expect("join").expect("end");
     let diary = app
         .work_diary("client-1", &c.id, None)

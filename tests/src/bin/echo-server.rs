@@ -42,7 +42,6 @@ async fn main() -> anyhow::Result<()> {
             metrics_listener: Some(tokio::net::TcpListener::bind(args.metrics_listen).await?),
             metrics: shared::metrics::Metrics::new()?,
             routes: routes.routes(),
-            health_name: "marketplace.testing.v1.EchoService",
             services: vec!["marketplace.testing.v1.EchoService"],
         },
         shared::server::shutdown_signal(),
