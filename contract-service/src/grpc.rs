@@ -18,12 +18,12 @@ use crate::error::Error;
 use crate::store;
 use shared::auth::{Caller, scope};
 use shared::clock::SharedClock;
-use shared::db::{Db, Tx};
-use shared::idempotency::{Mutations, Started};
+use shared::db::Db;
 use shared::outbox::{self, Relay};
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+use shared::writer::{Mutations, Unit};
 use shared::{ids, paging};
 
 /// Longest title accepted.
@@ -106,14 +106,14 @@ fn require_scope(caller: &Caller, scope: &'static str) -> Result<(), Error> {
     }
 }
 
-/// Appends an event for a state change to the outbox, in the change's transaction.
-async fn emit(
-    tx: &mut Tx,
+/// Adds an event for a state change to the outbox, with the change.
+fn emit(
+    unit: &mut Unit,
     contract_id: &str,
     now: DateTime<Utc>,
-    kind: &str,
+    kind: &'static str,
     payload: pb::event::Payload,
-) -> Result<(), Error> {
+) {
     let event = pb::Event {
         event_id: ids::new_id("evt"),
         sequence: 0,
@@ -121,16 +121,13 @@ async fn emit(
         occur_time: Some(to_proto(now)),
         payload: Some(payload),
     };
-    outbox::append(
-        tx,
-        &event.event_id,
-        contract_id,
+    unit.emit(outbox::NewEvent {
+        subject_id: contract_id.to_owned(),
         kind,
-        event.encode_to_vec(),
-        now,
-    )
-    .await?;
-    Ok(())
+        payload: event.encode_to_vec(),
+        event_id: event.event_id,
+        created_at: now,
+    });
 }
 
 fn money(currency: &str, amount_minor: i64) -> pb::Money {
@@ -351,51 +348,54 @@ impl ContractApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(&caller, "CreateContract", request_id, &fingerprint)
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        let contract = Contract {
-            id: ids::new_id("ctr"),
-            client_id,
-            freelancer_id,
-            agency_id,
-            title,
-            contract_type,
-            currency: currency.clone(),
-            hourly_rate_minor: req.hourly_rate_minor,
-            weekly_limit_minutes: req.weekly_limit_minutes,
-            allow_manual_time: req.allow_manual_time.unwrap_or(true),
-            state: ContractState::Active,
-            start_time,
-            end_time: None,
-            ended_by: None,
-            end_reason: String::new(),
-            create_time: now,
-            update_time: now,
-            last_payment_time: None,
-            net_paid_minor: 0,
-            diary_lock_time: None,
-        };
-        store::insert_contract(&mut fresh.tx, &contract).await?;
-        let response = pb::CreateContractResponse {
-            contract: Some(contract_pb(&contract)),
-        };
-        emit(
-            &mut fresh.tx,
-            &contract.id,
-            now,
-            "ContractCreated",
-            pb::event::Payload::ContractCreated(pb::ContractCreated {
-                contract: response.contract.clone(),
-            }),
-        )
-        .await?;
-        Ok(self.mutations.finish(fresh, response).await?)
+        self.mutations
+            .run(
+                caller.key(),
+                "CreateContract",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        let contract = Contract {
+                            id: ids::new_id("ctr"),
+                            client_id,
+                            freelancer_id,
+                            agency_id,
+                            title,
+                            contract_type,
+                            currency: currency.clone(),
+                            hourly_rate_minor: req.hourly_rate_minor,
+                            weekly_limit_minutes: req.weekly_limit_minutes,
+                            allow_manual_time: req.allow_manual_time.unwrap_or(true),
+                            state: ContractState::Active,
+                            start_time,
+                            end_time: None,
+                            ended_by: None,
+                            end_reason: String::new(),
+                            create_time: now,
+                            update_time: now,
+                            last_payment_time: None,
+                            net_paid_minor: 0,
+                            diary_lock_time: None,
+                        };
+                        store::insert_contract(unit.tx(), &contract).await?;
+                        let response = pb::CreateContractResponse {
+                            contract: Some(contract_pb(&contract)),
+                        };
+                        emit(
+                            unit,
+                            &contract.id,
+                            now,
+                            "ContractCreated",
+                            pb::event::Payload::ContractCreated(pb::ContractCreated {
+                                contract: response.contract.clone(),
+                            }),
+                        );
+                        Ok(response)
+                    })
+                },
+            )
+            .await
     }
 
     async fn get_contract(
@@ -523,49 +523,60 @@ impl ContractApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(&caller, "EndContract", request_id, &fingerprint)
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        let contract = find_contract(&mut *fresh.tx, &id, &caller).await?;
-        let ended_by = match contract.authorize_roles(&caller, &[Role::Client, Role::Freelancer])? {
-            Role::Client => Party::Client,
-            _ => Party::Freelancer,
-        };
-        // One statement ends the contract and locks the diary; it fails if a
-        // concurrent call ended it first.
-        if !store::end_contract(&mut fresh.tx, &id, ended_by, &reason, now).await? {
-            return Err(Error::AlreadyEnded { contract_id: id });
-        }
-        let ended = store::get_contract(&mut *fresh.tx, &id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("contract {id} vanished while ending")))?;
-        let response = pb::EndContractResponse {
-            contract: Some(contract_pb(&ended)),
-            checklist: domain::POST_END_CHECKLIST
-                .iter()
-                .map(|(code, text)| pb::ChecklistItem {
-                    code: (*code).into(),
-                    text: (*text).into(),
-                })
-                .collect(),
-        };
-        emit(
-            &mut fresh.tx,
-            &id,
-            now,
-            "ContractEnded",
-            pb::event::Payload::ContractEnded(pb::ContractEnded {
-                contract: response.contract.clone(),
-            }),
-        )
-        .await?;
-        tracing::info!(contract_id = %id, ended_by = ?ended_by, "contract ended and work diary locked");
-        Ok(self.mutations.finish(fresh, response).await?)
+        self.mutations
+            .run(
+                caller.key(),
+                "EndContract",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
+                        let ended_by = match contract
+                            .authorize_roles(&caller, &[Role::Client, Role::Freelancer])?
+                        {
+                            Role::Client => Party::Client,
+                            _ => Party::Freelancer,
+                        };
+                        // One statement ends the contract and locks the diary; it fails if a
+                        // concurrent call ended it first.
+                        if !store::end_contract(unit.tx(), &id, ended_by, &reason, now).await? {
+                            return Err(Error::AlreadyEnded { contract_id: id });
+                        }
+                        let ended = store::get_contract(&mut **unit.tx(), &id)
+                            .await?
+                            .ok_or_else(|| {
+                                Error::Internal(format!("contract {id} vanished while ending"))
+                            })?;
+                        let response = pb::EndContractResponse {
+                            contract: Some(contract_pb(&ended)),
+                            checklist: domain::POST_END_CHECKLIST
+                                .iter()
+                                .map(|(code, text)| pb::ChecklistItem {
+                                    code: (*code).into(),
+                                    text: (*text).into(),
+                                })
+                                .collect(),
+                        };
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "ContractEnded",
+                            pb::event::Payload::ContractEnded(pb::ContractEnded {
+                                contract: response.contract.clone(),
+                            }),
+                        );
+                        tracing::info!(
+                            contract_id = %id,
+                            ended_by = ?ended_by,
+                            "contract ended and work diary locked"
+                        );
+                        Ok(response)
+                    })
+                },
+            )
+            .await
     }
 
     async fn log_time(
@@ -608,51 +619,55 @@ impl ContractApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(&caller, "LogTime", request_id, &fingerprint)
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        let contract = lock_diary(&mut fresh.tx, &id, &caller).await?;
-        domain::check_log_time(&contract, &entry, now)?;
-        let saved = TimeEntry {
-            id: ids::new_id("te"),
-            contract_id: id.clone(),
-            start: entry.start,
-            end: entry.end(),
-            manual: entry.manual,
-            memo: entry.memo,
-            create_time: now,
-        };
-        if !store::insert_time_entry_unless_overlapping(&mut fresh.tx, &saved).await? {
-            return Err(Error::TimeOverlap);
-        }
-        // Billable minutes of the new entry depend on the time logged before it in its week.
-        let week = BillingWeek::containing(saved.start);
-        let before =
-            store::minutes_logged_between(&mut fresh.tx, &id, week.start, saved.start).await?;
-        let own = domain::billable_after(
-            before,
-            saved.minutes(),
-            i64::from(contract.weekly_limit_minutes),
-        );
-        let response = pb::LogTimeResponse {
-            time_entry: Some(entry_pb(&saved, own)),
-        };
-        emit(
-            &mut fresh.tx,
-            &id,
-            now,
-            "TimeLogged",
-            pb::event::Payload::TimeLogged(pb::TimeLogged {
-                time_entry: response.time_entry.clone(),
-            }),
-        )
-        .await?;
-        Ok(self.mutations.finish(fresh, response).await?)
+        self.mutations
+            .run(
+                caller.key(),
+                "LogTime",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        let contract = lock_diary(unit.tx(), &id, &caller).await?;
+                        domain::check_log_time(&contract, &entry, now)?;
+                        let saved = TimeEntry {
+                            id: ids::new_id("te"),
+                            contract_id: id.clone(),
+                            start: entry.start,
+                            end: entry.end(),
+                            manual: entry.manual,
+                            memo: entry.memo,
+                            create_time: now,
+                        };
+                        if !store::insert_time_entry_unless_overlapping(unit.tx(), &saved).await? {
+                            return Err(Error::TimeOverlap);
+                        }
+                        // Billable minutes of the new entry depend on the time logged before it in its week.
+                        let week = BillingWeek::containing(saved.start);
+                        let before =
+                            store::minutes_logged_between(unit.tx(), &id, week.start, saved.start)
+                                .await?;
+                        let own = domain::billable_after(
+                            before,
+                            saved.minutes(),
+                            i64::from(contract.weekly_limit_minutes),
+                        );
+                        let response = pb::LogTimeResponse {
+                            time_entry: Some(entry_pb(&saved, own)),
+                        };
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "TimeLogged",
+                            pb::event::Payload::TimeLogged(pb::TimeLogged {
+                                time_entry: response.time_entry.clone(),
+                            }),
+                        );
+                        Ok(response)
+                    })
+                },
+            )
+            .await
     }
 
     async fn delete_time_entry(
@@ -670,37 +685,40 @@ impl ContractApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(&caller, "DeleteTimeEntry", request_id, &fingerprint)
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        let contract = lock_diary(&mut fresh.tx, &id, &caller).await?;
-        let entry = store::get_time_entry(&mut fresh.tx, &id, &entry_id)
-            .await?
-            .ok_or(Error::NotFound {
-                what: "time entry",
-                id: entry_id.clone(),
-            })?;
-        domain::check_delete_time(&contract, &entry, now)?;
-        store::delete_time_entry(&mut fresh.tx, &entry_id).await?;
-        let response = pb::DeleteTimeEntryResponse {
-            time_entry: Some(entry_pb(&entry, 0)),
-        };
-        emit(
-            &mut fresh.tx,
-            &id,
-            now,
-            "TimeEntryDeleted",
-            pb::event::Payload::TimeEntryDeleted(pb::TimeEntryDeleted {
-                time_entry: response.time_entry.clone(),
-            }),
-        )
-        .await?;
-        Ok(self.mutations.finish(fresh, response).await?)
+        self.mutations
+            .run(
+                caller.key(),
+                "DeleteTimeEntry",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        let contract = lock_diary(unit.tx(), &id, &caller).await?;
+                        let entry = store::get_time_entry(unit.tx(), &id, &entry_id)
+                            .await?
+                            .ok_or(Error::NotFound {
+                                what: "time entry",
+                                id: entry_id.clone(),
+                            })?;
+                        domain::check_delete_time(&contract, &entry, now)?;
+                        store::delete_time_entry(unit.tx(), &entry_id).await?;
+                        let response = pb::DeleteTimeEntryResponse {
+                            time_entry: Some(entry_pb(&entry, 0)),
+                        };
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "TimeEntryDeleted",
+                            pb::event::Payload::TimeEntryDeleted(pb::TimeEntryDeleted {
+                                time_entry: response.time_entry.clone(),
+                            }),
+                        );
+                        Ok(response)
+                    })
+                },
+            )
+            .await
     }
 
     /// One billing week of a contract the caller may read, with each entry's
@@ -785,42 +803,46 @@ impl ContractApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(&caller, "RecordPayment", request_id, &fingerprint)
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        let contract = find_contract(&mut *fresh.tx, &id, &caller).await?;
-        domain::check_payment(&contract, &payment, now, &self.rules)?;
-        let saved = Payment {
-            id: ids::new_id("pay"),
-            contract_id: id.clone(),
-            kind: payment.kind,
-            currency: payment.currency,
-            amount_minor: payment.amount_minor,
-            refunded_minor: 0,
-            paid_at: payment.paid_at,
-            memo: payment.memo,
-            create_time: now,
-        };
-        store::insert_payment(&mut fresh.tx, &saved).await?;
-        let response = pb::RecordPaymentResponse {
-            payment: Some(payment_pb(&saved)),
-        };
-        emit(
-            &mut fresh.tx,
-            &id,
-            now,
-            "PaymentRecorded",
-            pb::event::Payload::PaymentRecorded(pb::PaymentRecorded {
-                payment: response.payment.clone(),
-            }),
-        )
-        .await?;
-        Ok(self.mutations.finish(fresh, response).await?)
+        let rules = self.rules.clone();
+        self.mutations
+            .run(
+                caller.key(),
+                "RecordPayment",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
+                        domain::check_payment(&contract, &payment, now, &rules)?;
+                        let saved = Payment {
+                            id: ids::new_id("pay"),
+                            contract_id: id.clone(),
+                            kind: payment.kind,
+                            currency: payment.currency,
+                            amount_minor: payment.amount_minor,
+                            refunded_minor: 0,
+                            paid_at: payment.paid_at,
+                            memo: payment.memo,
+                            create_time: now,
+                        };
+                        store::insert_payment(unit.tx(), &saved).await?;
+                        let response = pb::RecordPaymentResponse {
+                            payment: Some(payment_pb(&saved)),
+                        };
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "PaymentRecorded",
+                            pb::event::Payload::PaymentRecorded(pb::PaymentRecorded {
+                                payment: response.payment.clone(),
+                            }),
+                        );
+                        Ok(response)
+                    })
+                },
+            )
+            .await
     }
 
     async fn list_payments(
@@ -875,69 +897,75 @@ impl ContractApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(&caller, "RefundPayment", request_id, &fingerprint)
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        // A payment nobody may see reads like one that does not exist.
-        let denied = || Error::NotAParty {
-            contract_id: format!("of payment {payment_id}"),
-        };
-        let payment = store::get_payment(&mut *fresh.tx, &payment_id)
-            .await?
-            .ok_or_else(denied)?;
-        let contract = store::get_contract(&mut *fresh.tx, &payment.contract_id)
-            .await?
-            .ok_or_else(denied)?;
-        if contract.role_of(&caller).is_none() {
-            return Err(denied());
-        }
-        contract.authorize_roles(&caller, &[Role::Freelancer, Role::Agency])?;
-        domain::check_refund(&payment, &currency, amount_minor, now, &self.rules)?;
-        if !store::take_refund(&mut fresh.tx, &payment_id, amount_minor).await? {
-            // A concurrent refund took part of it: report what is left now.
-            let left = store::get_payment(&mut *fresh.tx, &payment_id)
-                .await?
-                .map(|p| p.amount_minor - p.refunded_minor)
-                .unwrap_or(0);
-            return Err(Error::RefundExceedsRemaining {
-                remaining_minor: left,
-            });
-        }
-        let refund = Refund {
-            id: ids::new_id("ref"),
-            payment_id: payment_id.clone(),
-            contract_id: contract.id.clone(),
-            currency,
-            amount_minor,
-            reason,
-            create_time: now,
-        };
-        store::insert_refund(&mut fresh.tx, &refund).await?;
-        let updated = store::get_payment(&mut *fresh.tx, &payment_id)
-            .await?
-            .ok_or_else(|| {
-                Error::Internal(format!("payment {payment_id} vanished while refunding"))
-            })?;
-        let response = pb::RefundPaymentResponse {
-            refund: Some(refund_pb(&refund)),
-            payment: Some(payment_pb(&updated)),
-        };
-        emit(
-            &mut fresh.tx,
-            &contract.id,
-            now,
-            "RefundIssued",
-            pb::event::Payload::RefundIssued(pb::RefundIssued {
-                refund: response.refund.clone(),
-            }),
-        )
-        .await?;
-        Ok(self.mutations.finish(fresh, response).await?)
+        let rules = self.rules.clone();
+        self.mutations
+            .run(
+                caller.key(),
+                "RefundPayment",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        // A payment nobody may see reads like one that does not exist.
+                        let denied = || Error::NotAParty {
+                            contract_id: format!("of payment {payment_id}"),
+                        };
+                        let payment = store::get_payment(&mut **unit.tx(), &payment_id)
+                            .await?
+                            .ok_or_else(denied)?;
+                        let contract = store::get_contract(&mut **unit.tx(), &payment.contract_id)
+                            .await?
+                            .ok_or_else(denied)?;
+                        if contract.role_of(&caller).is_none() {
+                            return Err(denied());
+                        }
+                        contract.authorize_roles(&caller, &[Role::Freelancer, Role::Agency])?;
+                        domain::check_refund(&payment, &currency, amount_minor, now, &rules)?;
+                        if !store::take_refund(unit.tx(), &payment_id, amount_minor).await? {
+                            // A concurrent refund took part of it: report what is left now.
+                            let left = store::get_payment(&mut **unit.tx(), &payment_id)
+                                .await?
+                                .map(|p| p.amount_minor - p.refunded_minor)
+                                .unwrap_or(0);
+                            return Err(Error::RefundExceedsRemaining {
+                                remaining_minor: left,
+                            });
+                        }
+                        let refund = Refund {
+                            id: ids::new_id("ref"),
+                            payment_id: payment_id.clone(),
+                            contract_id: contract.id.clone(),
+                            currency,
+                            amount_minor,
+                            reason,
+                            create_time: now,
+                        };
+                        store::insert_refund(unit.tx(), &refund).await?;
+                        let updated = store::get_payment(&mut **unit.tx(), &payment_id)
+                            .await?
+                            .ok_or_else(|| {
+                                Error::Internal(format!(
+                                    "payment {payment_id} vanished while refunding"
+                                ))
+                            })?;
+                        let response = pb::RefundPaymentResponse {
+                            refund: Some(refund_pb(&refund)),
+                            payment: Some(payment_pb(&updated)),
+                        };
+                        emit(
+                            unit,
+                            &contract.id,
+                            now,
+                            "RefundIssued",
+                            pb::event::Payload::RefundIssued(pb::RefundIssued {
+                                refund: response.refund.clone(),
+                            }),
+                        );
+                        Ok(response)
+                    })
+                },
+            )
+            .await
     }
 
     async fn get_billing_week(
@@ -991,39 +1019,43 @@ impl ContractApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(&caller, "DisputeHours", request_id, &fingerprint)
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        let contract = find_contract(&mut *fresh.tx, &id, &caller).await?;
-        contract.authorize_roles(&caller, &[Role::Client])?;
-        domain::check_dispute(&contract, week, now, &self.rules)?;
-        let dispute = Dispute {
-            id: ids::new_id("dsp"),
-            contract_id: id.clone(),
-            week_start: week.start,
-            reason,
-            create_time: now,
-        };
-        store::insert_dispute(&mut fresh.tx, &dispute).await?;
-        let response = pb::DisputeHoursResponse {
-            dispute: Some(dispute_pb(&dispute)),
-        };
-        emit(
-            &mut fresh.tx,
-            &id,
-            now,
-            "HoursDisputed",
-            pb::event::Payload::HoursDisputed(pb::HoursDisputed {
-                dispute: response.dispute.clone(),
-            }),
-        )
-        .await?;
-        Ok(self.mutations.finish(fresh, response).await?)
+        let rules = self.rules.clone();
+        self.mutations
+            .run(
+                caller.key(),
+                "DisputeHours",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
+                        contract.authorize_roles(&caller, &[Role::Client])?;
+                        domain::check_dispute(&contract, week, now, &rules)?;
+                        let dispute = Dispute {
+                            id: ids::new_id("dsp"),
+                            contract_id: id.clone(),
+                            week_start: week.start,
+                            reason,
+                            create_time: now,
+                        };
+                        store::insert_dispute(unit.tx(), &dispute).await?;
+                        let response = pb::DisputeHoursResponse {
+                            dispute: Some(dispute_pb(&dispute)),
+                        };
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "HoursDisputed",
+                            pb::event::Payload::HoursDisputed(pb::HoursDisputed {
+                                dispute: response.dispute.clone(),
+                            }),
+                        );
+                        Ok(response)
+                    })
+                },
+            )
+            .await
     }
 
     fn watch_events(

@@ -23,14 +23,14 @@ use crate::store::{
 };
 use shared::auth::{Caller, scope};
 use shared::clock::SharedClock;
-use shared::db::{Db, Tx};
-use shared::idempotency::{Mutations, Started};
+use shared::db::Db;
 use shared::outbox::{self, Relay};
 use shared::proto::contract::v1::Money;
 use shared::proto::feedback::v1 as pb;
 use shared::status::FieldViolation;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+use shared::writer::{Mutations, Unit};
 use shared::{ids, paging};
 
 const MAX_BATCH: usize = 100;
@@ -138,6 +138,10 @@ impl FeedbackApi {
         }
     }
 }
+
+/// What the client is told when the freelancer asks for feedback.
+const REQUEST_NOTIFICATION_TEXT: &str =
+    "Your freelancer asked for feedback on your contract. You have 14 days to respond.";
 
 fn cohort_pb(c: Cohort) -> pb::Cohort {
     match c {
@@ -248,13 +252,14 @@ fn end_pb(
     }
 }
 
-async fn emit(
-    tx: &mut Tx,
+/// Adds an event for a state change to the outbox, with the change.
+fn emit(
+    unit: &mut Unit,
     contract_id: &str,
     now: DateTime<Utc>,
-    kind: &str,
+    kind: &'static str,
     payload: pb::event::Payload,
-) -> Result<(), Error> {
+) {
     let event = pb::Event {
         event_id: ids::new_id("evt"),
         sequence: 0,
@@ -262,39 +267,30 @@ async fn emit(
         occur_time: Some(to_proto(now)),
         payload: Some(payload),
     };
-    outbox::append(
-        tx,
-        &event.event_id,
-        contract_id,
+    unit.emit(outbox::NewEvent {
+        subject_id: contract_id.to_owned(),
         kind,
-        event.encode_to_vec(),
-        now,
-    )
-    .await?;
-    Ok(())
+        payload: event.encode_to_vec(),
+        event_id: event.event_id,
+        created_at: now,
+    });
 }
 
 /// Emits RequestExpired for requests the store just expired.
-async fn emit_expired(
-    tx: &mut Tx,
-    expired: &[store::FeedbackRequest],
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
+fn emit_expired(unit: &mut Unit, expired: &[store::FeedbackRequest], now: DateTime<Utc>) {
     for request in expired {
         let mut view = request_pb(request, now);
         view.state = pb::FeedbackRequestState::Expired as i32;
         emit(
-            tx,
+            unit,
             &request.contract_id,
             now,
             "RequestExpired",
             pb::event::Payload::RequestExpired(pb::RequestExpired {
                 feedback_request: Some(view),
             }),
-        )
-        .await?;
+        );
     }
-    Ok(())
 }
 
 fn score(v: &mut Violations, field: &str, value: i32) -> i32 {
@@ -449,70 +445,77 @@ impl FeedbackApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
+        let has_bonus = bonus.is_some();
+        let rules = self.rules.clone();
+        let response = self
             .mutations
-            .start(
-                &caller,
+            .run(
+                caller.key(),
                 "SubmitMidContractFeedback",
                 request_id,
                 &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        // Under the contract's lock, so two concurrent submits cannot both see "eligible".
+                        store::lock_contract(unit.tx(), &id).await?;
+                        let last = store::last_mid_feedback_times(
+                            &mut **unit.tx(),
+                            std::slice::from_ref(&id),
+                        )
+                        .await?;
+                        let e = domain::mid_contract_eligibility(
+                            &facts,
+                            last.get(&id).copied(),
+                            cohort,
+                            &rules,
+                            now,
+                        );
+                        if !e.eligible() {
+                            return Err(Error::NotEligible(e.unmet));
+                        }
+                        let feedback_id = ids::new_id("mfb");
+                        let fulfilled =
+                            store::fulfil_pending_request(unit.tx(), &id, &feedback_id, now)
+                                .await?;
+                        let feedback = MidFeedback {
+                            id: feedback_id,
+                            contract_id: id.clone(),
+                            client_id: facts.client_id.clone(),
+                            freelancer_id: facts.freelancer_id.clone(),
+                            rating,
+                            comment,
+                            cohort: cohort.as_str().into(),
+                            bonus_state: if bonus.is_some() {
+                                BonusState::Pending
+                            } else {
+                                BonusState::None
+                            },
+                            bonus,
+                            bonus_payment_id: None,
+                            fulfilled_request_id: fulfilled,
+                            create_time: now,
+                        };
+                        store::insert_mid_feedback(unit.tx(), &feedback).await?;
+                        let response = pb::SubmitMidContractFeedbackResponse {
+                            feedback: Some(mid_pb(&feedback)),
+                        };
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "MidContractFeedbackGiven",
+                            pb::event::Payload::MidContractFeedbackGiven(
+                                pb::MidContractFeedbackGiven {
+                                    feedback: response.feedback.clone(),
+                                },
+                            ),
+                        );
+                        Ok(response)
+                    })
+                },
             )
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        // Under the contract's lock, so two concurrent submits cannot both see "eligible".
-        store::lock_contract(&mut fresh.tx, &id).await?;
-        let last =
-            store::last_mid_feedback_times(&mut *fresh.tx, std::slice::from_ref(&id)).await?;
-        let e = domain::mid_contract_eligibility(
-            &facts,
-            last.get(&id).copied(),
-            cohort,
-            &self.rules,
-            now,
-        );
-        if !e.eligible() {
-            return Err(Error::NotEligible(e.unmet));
-        }
-        let feedback_id = ids::new_id("mfb");
-        let fulfilled =
-            store::fulfil_pending_request(&mut fresh.tx, &id, &feedback_id, now).await?;
-        let feedback = MidFeedback {
-            id: feedback_id,
-            contract_id: id.clone(),
-            client_id: facts.client_id.clone(),
-            freelancer_id: facts.freelancer_id.clone(),
-            rating,
-            comment,
-            cohort: cohort.as_str().into(),
-            bonus_state: if bonus.is_some() {
-                BonusState::Pending
-            } else {
-                BonusState::None
-            },
-            bonus,
-            bonus_payment_id: None,
-            fulfilled_request_id: fulfilled,
-            create_time: now,
-        };
-        store::insert_mid_feedback(&mut fresh.tx, &feedback).await?;
-        let response = pb::SubmitMidContractFeedbackResponse {
-            feedback: Some(mid_pb(&feedback)),
-        };
-        emit(
-            &mut fresh.tx,
-            &id,
-            now,
-            "MidContractFeedbackGiven",
-            pb::event::Payload::MidContractFeedbackGiven(pb::MidContractFeedbackGiven {
-                feedback: response.feedback.clone(),
-            }),
-        )
-        .await?;
-        let response = self.mutations.finish(fresh, response).await?;
-        if feedback.bonus.is_some() {
+            .await?;
+        if has_bonus {
             self.bonus_wake.notify_one();
         }
         Ok(response)
@@ -537,74 +540,83 @@ impl FeedbackApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(
-                &caller,
+        let cohort = self.cohorts.cohort_of(&facts.client_id);
+        let rules = self.rules.clone();
+        self.mutations
+            .run(
+                caller.key(),
                 "RequestMidContractFeedback",
                 request_id,
                 &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        store::lock_contract(unit.tx(), &id).await?;
+                        let expired =
+                            store::expire_requests(unit.tx(), Some(&id), now, 100).await?;
+                        emit_expired(unit, &expired, now);
+                        let last = store::last_mid_feedback_times(
+                            &mut **unit.tx(),
+                            std::slice::from_ref(&id),
+                        )
+                        .await?;
+                        let e = domain::mid_contract_eligibility(
+                            &facts,
+                            last.get(&id).copied(),
+                            cohort,
+                            &rules,
+                            now,
+                        );
+                        if !e.eligible() {
+                            return Err(Error::NotEligible(e.unmet));
+                        }
+                        let request = store::FeedbackRequest {
+                            id: ids::new_id("frq"),
+                            contract_id: id.clone(),
+                            freelancer_id: facts.freelancer_id.clone(),
+                            client_id: facts.client_id.clone(),
+                            state: "PENDING".into(),
+                            create_time: now,
+                            expire_time: now + rules.request_ttl,
+                            feedback_id: None,
+                        };
+                        store::insert_request(unit.tx(), &request).await?;
+                        let view = request_pb(&request, now);
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "FeedbackRequested",
+                            pb::event::Payload::FeedbackRequested(pb::FeedbackRequested {
+                                feedback_request: Some(view.clone()),
+                            }),
+                        );
+                        // The client hears about it twice: by email and in Messages.
+                        for channel in [
+                            pb::NotificationChannel::Email,
+                            pb::NotificationChannel::InAppMessage,
+                        ] {
+                            let notification = pb::NotificationRequested {
+                                channel: channel as i32,
+                                recipient_id: facts.client_id.clone(),
+                                feedback_request_id: request.id.clone(),
+                                text: REQUEST_NOTIFICATION_TEXT.into(),
+                            };
+                            emit(
+                                unit,
+                                &id,
+                                now,
+                                "NotificationRequested",
+                                pb::event::Payload::NotificationRequested(notification),
+                            );
+                        }
+                        let response = pb::RequestMidContractFeedbackResponse {
+                            feedback_request: Some(view),
+                        };
+                        Ok(response)
+                    })
+                },
             )
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        store::lock_contract(&mut fresh.tx, &id).await?;
-        let expired = store::expire_requests(&mut fresh.tx, Some(&id), now, 100).await?;
-        emit_expired(&mut fresh.tx, &expired, now).await?;
-        let last =
-            store::last_mid_feedback_times(&mut *fresh.tx, std::slice::from_ref(&id)).await?;
-        let e = self.eligibility(&facts, last.get(&id).copied());
-        if !e.eligible() {
-            return Err(Error::NotEligible(e.unmet));
-        }
-        let request = store::FeedbackRequest {
-            id: ids::new_id("frq"),
-            contract_id: id.clone(),
-            freelancer_id: facts.freelancer_id.clone(),
-            client_id: facts.client_id.clone(),
-            state: "PENDING".into(),
-            create_time: now,
-            expire_time: now + self.rules.request_ttl,
-            feedback_id: None,
-        };
-        store::insert_request(&mut fresh.tx, &request).await?;
-        let view = request_pb(&request, now);
-        emit(
-            &mut fresh.tx,
-            &id,
-            now,
-            "FeedbackRequested",
-            pb::event::Payload::FeedbackRequested(pb::FeedbackRequested {
-                feedback_request: Some(view.clone()),
-            }),
-        )
-        .await?;
-        // The client hears about it twice: by email and in Messages.
-        for channel in [
-            pb::NotificationChannel::Email,
-            pb::NotificationChannel::InAppMessage,
-        ] {
-            let notification = pb::NotificationRequested {
-                channel: channel as i32,
-                recipient_id: facts.client_id.clone(),
-                feedback_request_id: request.id.clone(),
-                text: "Your freelancer asked for feedback on your contract. You have 14 days to respond.".into(),
-            };
-            emit(
-                &mut fresh.tx,
-                &id,
-                now,
-                "NotificationRequested",
-                pb::event::Payload::NotificationRequested(notification),
-            )
-            .await?;
-        }
-        let response = pb::RequestMidContractFeedbackResponse {
-            feedback_request: Some(view),
-        };
-        Ok(self.mutations.finish(fresh, response).await?)
+            .await
     }
 
     async fn list_feedback_requests(
@@ -754,95 +766,94 @@ impl FeedbackApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(
-                &caller,
+        self.mutations
+            .run(
+                caller.key(),
                 "SubmitEndContractFeedback",
                 request_id,
                 &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        // Under the contract's lock, so when both sides submit at once exactly one reveals.
+                        store::lock_contract(unit.tx(), &id).await?;
+                        let client = side == Side::Client;
+                        let feedback = EndFeedback {
+                            id: ids::new_id("efb"),
+                            contract_id: id.clone(),
+                            direction: if client {
+                                CLIENT_TO_FREELANCER
+                            } else {
+                                FREELANCER_TO_CLIENT
+                            }
+                            .into(),
+                            author_id: if client {
+                                facts.client_id.clone()
+                            } else {
+                                facts.freelancer_id.clone()
+                            },
+                            recipient_id: if client {
+                                facts.freelancer_id.clone()
+                            } else {
+                                facts.client_id.clone()
+                            },
+                            client_id: facts.client_id.clone(),
+                            freelancer_id: facts.freelancer_id.clone(),
+                            scores,
+                            comment,
+                            reason_for_ending: private.map(|(r, _)| r),
+                            likelihood_to_recommend: private.map(|(_, l)| l),
+                            contract_end: end,
+                            window_close: closes,
+                            revealed_at: None,
+                            create_time: now,
+                        };
+                        store::insert_end_feedback(unit.tx(), &feedback).await?;
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "EndContractFeedbackSubmitted",
+                            pb::event::Payload::EndContractFeedbackSubmitted(
+                                pb::EndContractFeedbackSubmitted {
+                                    feedback_id: feedback.id.clone(),
+                                    direction: if client {
+                                        pb::Direction::ClientToFreelancer
+                                    } else {
+                                        pb::Direction::FreelancerToClient
+                                    } as i32,
+                                },
+                            ),
+                        );
+                        let both = store::end_feedback_of_contract(&mut **unit.tx(), &id)
+                            .await?
+                            .len()
+                            == 2;
+                        let revealed = if both {
+                            let ids = store::reveal(unit.tx(), &id, now).await?;
+                            if !ids.is_empty() {
+                                emit(
+                                    unit,
+                                    &id,
+                                    now,
+                                    "FeedbackRevealed",
+                                    pb::event::Payload::FeedbackRevealed(pb::FeedbackRevealed {
+                                        feedback_ids: ids,
+                                    }),
+                                );
+                            }
+                            true
+                        } else {
+                            false
+                        };
+                        let response = pb::SubmitEndContractFeedbackResponse {
+                            feedback: Some(end_pb(&feedback, true, None)),
+                            revealed,
+                        };
+                        Ok(response)
+                    })
+                },
             )
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        // Under the contract's lock, so when both sides submit at once exactly one reveals.
-        store::lock_contract(&mut fresh.tx, &id).await?;
-        let client = side == Side::Client;
-        let feedback = EndFeedback {
-            id: ids::new_id("efb"),
-            contract_id: id.clone(),
-            direction: if client {
-                CLIENT_TO_FREELANCER
-            } else {
-                FREELANCER_TO_CLIENT
-            }
-            .into(),
-            author_id: if client {
-                facts.client_id.clone()
-            } else {
-                facts.freelancer_id.clone()
-            },
-            recipient_id: if client {
-                facts.freelancer_id.clone()
-            } else {
-                facts.client_id.clone()
-            },
-            client_id: facts.client_id.clone(),
-            freelancer_id: facts.freelancer_id.clone(),
-            scores,
-            comment,
-            reason_for_ending: private.map(|(r, _)| r),
-            likelihood_to_recommend: private.map(|(_, l)| l),
-            contract_end: end,
-            window_close: closes,
-            revealed_at: None,
-            create_time: now,
-        };
-        store::insert_end_feedback(&mut fresh.tx, &feedback).await?;
-        emit(
-            &mut fresh.tx,
-            &id,
-            now,
-            "EndContractFeedbackSubmitted",
-            pb::event::Payload::EndContractFeedbackSubmitted(pb::EndContractFeedbackSubmitted {
-                feedback_id: feedback.id.clone(),
-                direction: if client {
-                    pb::Direction::ClientToFreelancer
-                } else {
-                    pb::Direction::FreelancerToClient
-                } as i32,
-            }),
-        )
-        .await?;
-        let both = store::end_feedback_of_contract(&mut *fresh.tx, &id)
-            .await?
-            .len()
-            == 2;
-        let revealed = if both {
-            let ids = store::reveal(&mut fresh.tx, &id, now).await?;
-            if !ids.is_empty() {
-                emit(
-                    &mut fresh.tx,
-                    &id,
-                    now,
-                    "FeedbackRevealed",
-                    pb::event::Payload::FeedbackRevealed(pb::FeedbackRevealed {
-                        feedback_ids: ids,
-                    }),
-                )
-                .await?;
-            }
-            true
-        } else {
-            false
-        };
-        let response = pb::SubmitEndContractFeedbackResponse {
-            feedback: Some(end_pb(&feedback, true, None)),
-            revealed,
-        };
-        Ok(self.mutations.finish(fresh, response).await?)
+            .await
     }
 
     async fn get_end_contract_feedback(
@@ -912,63 +923,70 @@ impl FeedbackApi {
             request_id: String::new(),
             ..req.clone()
         };
-        let mut fresh = match self
-            .mutations
-            .start(&caller, "ReplyToFeedback", request_id, &fingerprint)
-            .await?
-        {
-            Started::Replay(r) => return Ok(r),
-            Started::Fresh(f) => f,
-        };
-        let not_yours = || Error::NotAParty {
-            contract_id: format!("of feedback {feedback_id}"),
-        };
-        let feedback = store::get_end_feedback(&mut *fresh.tx, &feedback_id)
-            .await?
-            .ok_or_else(not_yours)?;
-        if feedback.author_id == user {
-            return Err(Error::WrongSide("recipient"));
-        }
-        if feedback.recipient_id != user {
-            return Err(not_yours());
-        }
-        let both = store::end_feedback_of_contract(&mut *fresh.tx, &feedback.contract_id)
-            .await?
-            .len()
-            == 2;
-        if feedback.revealed_at.is_none()
-            && !domain::is_revealed(both, feedback.contract_end, &self.rules, now)
-        {
-            return Err(Error::FeedbackNotRevealed);
-        }
-        let closes = feedback.contract_end + self.rules.reply_window;
-        if now >= closes {
-            return Err(Error::ReplyWindowClosed { closed_at: closes });
-        }
-        let reply = store::Reply {
-            id: ids::new_id("rpl"),
-            feedback_id: feedback.id.clone(),
-            author_id: user,
-            text,
-            // A freelancer's reply is public; a client's is for the freelancer only.
-            public: feedback.direction == CLIENT_TO_FREELANCER,
-            create_time: now,
-        };
-        store::insert_reply(&mut fresh.tx, &reply).await?;
-        let response = pb::ReplyToFeedbackResponse {
-            reply: Some(reply_pb(&reply)),
-        };
-        emit(
-            &mut fresh.tx,
-            &feedback.contract_id,
-            now,
-            "ReplyPosted",
-            pb::event::Payload::ReplyPosted(pb::ReplyPosted {
-                reply: response.reply.clone(),
-            }),
-        )
-        .await?;
-        Ok(self.mutations.finish(fresh, response).await?)
+        let rules = self.rules.clone();
+        self.mutations
+            .run(
+                caller.key(),
+                "ReplyToFeedback",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        let not_yours = || Error::NotAParty {
+                            contract_id: format!("of feedback {feedback_id}"),
+                        };
+                        let feedback = store::get_end_feedback(&mut **unit.tx(), &feedback_id)
+                            .await?
+                            .ok_or_else(not_yours)?;
+                        if feedback.author_id == user {
+                            return Err(Error::WrongSide("recipient"));
+                        }
+                        if feedback.recipient_id != user {
+                            return Err(not_yours());
+                        }
+                        let both = store::end_feedback_of_contract(
+                            &mut **unit.tx(),
+                            &feedback.contract_id,
+                        )
+                        .await?
+                        .len()
+                            == 2;
+                        if feedback.revealed_at.is_none()
+                            && !domain::is_revealed(both, feedback.contract_end, &rules, now)
+                        {
+                            return Err(Error::FeedbackNotRevealed);
+                        }
+                        let closes = feedback.contract_end + rules.reply_window;
+                        if now >= closes {
+                            return Err(Error::ReplyWindowClosed { closed_at: closes });
+                        }
+                        let reply = store::Reply {
+                            id: ids::new_id("rpl"),
+                            feedback_id: feedback.id.clone(),
+                            author_id: user,
+                            text,
+                            // A freelancer's reply is public; a client's is for the freelancer only.
+                            public: feedback.direction == CLIENT_TO_FREELANCER,
+                            create_time: now,
+                        };
+                        store::insert_reply(unit.tx(), &reply).await?;
+                        let response = pb::ReplyToFeedbackResponse {
+                            reply: Some(reply_pb(&reply)),
+                        };
+                        emit(
+                            unit,
+                            &feedback.contract_id,
+                            now,
+                            "ReplyPosted",
+                            pb::event::Payload::ReplyPosted(pb::ReplyPosted {
+                                reply: response.reply.clone(),
+                            }),
+                        );
+                        Ok(response)
+                    })
+                },
+            )
+            .await
     }
 
     async fn list_work_history(
@@ -1229,27 +1247,34 @@ pub mod workers {
             {
                 Ok(payment_id) => {
                     let now = api.now();
-                    let mut tx = api.db.begin().await?;
-                    if store::mark_bonus_paid(&mut tx, &feedback.id, &payment_id).await? {
-                        let paid = pb::BonusPaid {
-                            feedback_id: feedback.id.clone(),
-                            payment_id: payment_id.clone(),
-                            amount: Some(Money {
-                                currency_code: currency,
-                                amount_minor: amount,
-                            }),
-                        };
-                        emit(
-                            &mut tx,
-                            &feedback.contract_id,
-                            now,
-                            "BonusPaid",
-                            pb::event::Payload::BonusPaid(paid),
-                        )
+                    let (feedback_id, contract_id) =
+                        (feedback.id.clone(), feedback.contract_id.clone());
+                    let paid_id = payment_id.clone();
+                    api.mutations
+                        .run(String::new(), "MarkBonusPaid", None, &(), move |unit| {
+                            Box::pin(async move {
+                                if store::mark_bonus_paid(unit.tx(), &feedback_id, &paid_id).await?
+                                {
+                                    let paid = pb::BonusPaid {
+                                        feedback_id,
+                                        payment_id: paid_id,
+                                        amount: Some(Money {
+                                            currency_code: currency,
+                                            amount_minor: amount,
+                                        }),
+                                    };
+                                    emit(
+                                        unit,
+                                        &contract_id,
+                                        now,
+                                        "BonusPaid",
+                                        pb::event::Payload::BonusPaid(paid),
+                                    );
+                                }
+                                Ok::<_, Error>(())
+                            })
+                        })
                         .await?;
-                    }
-                    tx.commit().await?;
-                    api.relay.poke();
                     tracing::info!(feedback_id = %feedback.id, payment_id = %payment_id, "bonus paid");
                 }
                 Err(err) => {
@@ -1297,29 +1322,37 @@ pub mod workers {
     /// One sweep: expire overdue requests and reveal feedback whose window closed.
     pub async fn sweep(api: &FeedbackApi) -> Result<(), Error> {
         let now = api.now();
-        let mut tx = api.db.begin().await?;
-        let expired = store::expire_requests(&mut tx, None, now, 500).await?;
-        emit_expired(&mut tx, &expired, now).await?;
-        tx.commit().await?;
+        api.mutations
+            .run(String::new(), "ExpireRequests", None, &(), move |unit| {
+                Box::pin(async move {
+                    let expired = store::expire_requests(unit.tx(), None, now, 500).await?;
+                    emit_expired(unit, &expired, now);
+                    Ok::<_, Error>(())
+                })
+            })
+            .await?;
         for contract_id in store::closed_unrevealed_contracts(api.db.reader(), now, 500).await? {
-            let mut tx = api.db.begin().await?;
-            store::lock_contract(&mut tx, &contract_id).await?;
-            let ids = store::reveal(&mut tx, &contract_id, now).await?;
-            if !ids.is_empty() {
-                emit(
-                    &mut tx,
-                    &contract_id,
-                    now,
-                    "FeedbackRevealed",
-                    pb::event::Payload::FeedbackRevealed(pb::FeedbackRevealed {
-                        feedback_ids: ids,
-                    }),
-                )
+            api.mutations
+                .run(String::new(), "RevealFeedback", None, &(), move |unit| {
+                    Box::pin(async move {
+                        store::lock_contract(unit.tx(), &contract_id).await?;
+                        let ids = store::reveal(unit.tx(), &contract_id, now).await?;
+                        if !ids.is_empty() {
+                            emit(
+                                unit,
+                                &contract_id,
+                                now,
+                                "FeedbackRevealed",
+                                pb::event::Payload::FeedbackRevealed(pb::FeedbackRevealed {
+                                    feedback_ids: ids,
+                                }),
+                            );
+                        }
+                        Ok::<_, Error>(())
+                    })
+                })
                 .await?;
-            }
-            tx.commit().await?;
         }
-        api.relay.poke();
         Ok(())
     }
 

@@ -15,6 +15,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
 
+use crate::writer::WriteOptions;
+
 /// Which database engine is behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -96,6 +98,14 @@ pub struct DbArgs {
     /// ones may be lost on power loss) or `full` (fsync at every commit).
     #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = SqliteSync::Normal)]
     pub sqlite_synchronous: SqliteSync,
+    /// Most mutations committed in one transaction (group commit; default:
+    /// 64 on SQLite, 1 on PostgreSQL).
+    #[arg(long = "write-batch", env = "WRITE_BATCH")]
+    pub write_batch: Option<usize>,
+    /// PostgreSQL only: write transactions running at once, each on a
+    /// connection of the pool (default 12). SQLite always has one writer.
+    #[arg(long = "db-writers", env = "DB_WRITERS")]
+    pub writers: Option<usize>,
 }
 
 impl DbArgs {
@@ -104,6 +114,8 @@ impl DbArgs {
         let mut options = DbOptions::new(url);
         options.max_connections = self.max_connections;
         options.sqlite_synchronous = self.sqlite_synchronous;
+        options.write_batch = self.write_batch;
+        options.writers = self.writers;
         let db = Db::connect(&options).await?;
         db.migrate(migrations).await?;
         Ok(db)
@@ -122,6 +134,9 @@ pub struct DbOptions {
     /// How long a caller waits for a connection before the call fails UNAVAILABLE.
     pub acquire_timeout: Duration,
     pub sqlite_synchronous: SqliteSync,
+    /// Group commit's batch size and writer count (`None`: the backend's default).
+    pub write_batch: Option<usize>,
+    pub writers: Option<usize>,
 }
 
 impl DbOptions {
@@ -131,6 +146,8 @@ impl DbOptions {
             max_connections: None,
             acquire_timeout: Duration::from_secs(5),
             sqlite_synchronous: SqliteSync::default(),
+            write_batch: None,
+            writers: None,
         }
     }
 }
@@ -141,6 +158,7 @@ pub struct Db {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    writes: WriteOptions,
 }
 
 /// A write transaction.
@@ -153,6 +171,11 @@ impl Db {
     pub async fn connect(options: &DbOptions) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(&options.url)?;
+        let defaults = WriteOptions::default_for(backend);
+        let writes = WriteOptions {
+            writers: options.writers.unwrap_or(defaults.writers).max(1),
+            max_batch: options.write_batch.unwrap_or(defaults.max_batch).max(1),
+        };
         let base = AnyPoolOptions::new()
             .acquire_timeout(options.acquire_timeout)
             .max_connections(options.max_connections.unwrap_or(match backend {
@@ -166,6 +189,7 @@ impl Db {
                     backend,
                     writer: pool.clone(),
                     reader: pool,
+                    writes,
                 })
             }
             Backend::Sqlite => {
@@ -190,6 +214,7 @@ impl Db {
                     backend,
                     writer,
                     reader,
+                    writes,
                 })
             }
         }
@@ -197,6 +222,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// How the writers group mutations ([`crate::writer`]).
+    pub fn write_options(&self) -> WriteOptions {
+        self.writes
     }
 
     /// The pool for reads outside a transaction.
@@ -309,6 +339,21 @@ pub fn query_with_ids<'q>(
     query
 }
 
+/// `rows` groups of `columns` numbered placeholders, for a multi-row
+/// `VALUES` list: `($1, $2), ($3, $4)`.
+pub fn placeholder_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({row})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Whether a database error means the database could not be reached (the
 /// call may succeed later: UNAVAILABLE) rather than a bug (INTERNAL).
 pub fn is_unavailable(err: &sqlx::Error) -> bool {
@@ -401,6 +446,12 @@ mod tests {
             "{options:?}"
         );
         db.close().await;
+    }
+
+    #[test]
+    fn placeholder_rows_number_every_parameter_once() {
+        assert_eq!(placeholder_rows(1, 1), "($1)");
+        assert_eq!(placeholder_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! parameters is INVALID_ARGUMENT. Keys are per caller and per method, kept
 //! at least 24 hours.
 //!
-//! A mutation starts with [`start`]: it either replays a stored response, or
-//! opens the write transaction with the key claimed inside it. The claim is
-//! a row in `idempotency_keys` inserted first, so a concurrent duplicate waits
-//! on it and then replays instead of acting twice. [`finish`] stores the
-//! response and commits, in the same transaction as the state change.
+//! The writer ([`crate::writer`]) checks a request's key before running it
+//! and stores the response in the same transaction as the state change.
+//! This module holds the key and the statements that read and write it.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
@@ -24,6 +24,9 @@ pub struct IdempotencyKey {
     request_id: String,
     fingerprint: String,
 }
+
+/// What identifies a key (its fingerprint aside).
+pub type KeyId = (String, &'static str, String);
 
 impl IdempotencyKey {
     /// `request` must be the request with its `request_id` cleared, so only
@@ -43,9 +46,17 @@ impl IdempotencyKey {
             fingerprint,
         }
     }
+
+    pub fn id(&self) -> KeyId {
+        (self.caller.clone(), self.method, self.request_id.clone())
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
 }
 
-/// Why an idempotent start failed.
+/// Why an idempotent mutation failed before (or instead of) running.
 #[derive(Debug, thiserror::Error)]
 pub enum IdempotencyError {
     /// The same `request_id` was used before with other parameters.
@@ -55,95 +66,138 @@ pub enum IdempotencyError {
     Database(#[from] sqlx::Error),
 }
 
-/// The outcome of [`start`].
-pub enum Started<R> {
-    /// The request was seen before: here is its first response.
-    Replay(R),
-    /// First time: act inside this transaction, then call [`finish`].
-    Fresh(Fresh),
+/// A key's stored fingerprint and response.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub fingerprint: String,
+    pub response: Vec<u8>,
 }
 
-/// An open write transaction, with the request's key claimed in it.
-pub struct Fresh {
-    pub tx: Tx,
-    key: Option<IdempotencyKey>,
+/// The stored responses of these keys, by key (keys never seen are absent).
+pub async fn lookup_many(
+    tx: &mut Tx,
+    keys: &[&IdempotencyKey],
+) -> Result<HashMap<KeyId, Stored>, sqlx::Error> {
+    let mut found = HashMap::new();
+    // Three parameters a key; 100 keys a statement stays far below either
+    // engine's parameter limit.
+    for chunk in keys.chunks(100) {
+        let sql = format!(
+            "SELECT caller, method, request_id, fingerprint, response FROM idempotency_keys \
+             WHERE (caller, method, request_id) IN (VALUES {})",
+            crate::db::placeholder_rows(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for key in chunk {
+            query = query
+                .bind(key.caller.clone())
+                .bind(key.method)
+                .bind(key.request_id.clone());
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let method: String = row.try_get("method")?;
+            let Some(key) = chunk.iter().find(|k| k.method == method) else {
+                continue;
+            };
+            found.insert(
+                (
+                    row.try_get("caller")?,
+                    key.method,
+                    row.try_get("request_id")?,
+                ),
+                Stored {
+                    fingerprint: row.try_get("fingerprint")?,
+                    response: row.try_get("response")?,
+                },
+            );
+        }
+    }
+    Ok(found)
 }
 
-/// Opens the write transaction for a mutation, or replays its first response.
-pub async fn start<R: Message + Default>(
-    db: &Db,
-    key: Option<IdempotencyKey>,
+/// Stores the responses of keys first used in this transaction.
+pub async fn insert_many(
+    tx: &mut Tx,
+    keys: &[(IdempotencyKey, Vec<u8>)],
     now: DateTime<Utc>,
-) -> Result<Started<R>, IdempotencyError> {
-    let Some(key) = key else {
-        return Ok(Started::Fresh(Fresh {
-            tx: db.begin().await?,
-            key: None,
-        }));
-    };
-    // Two rounds suffice: a claim can only fail because a concurrent duplicate
-    // committed its own, which the second round's lookup then replays.
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let mut tx = db.begin().await?;
-        let row = sqlx::query(
-            "SELECT fingerprint, response FROM idempotency_keys \
-             WHERE caller = $1 AND method = $2 AND request_id = $3",
-        )
-        .bind(&key.caller)
-        .bind(key.method)
-        .bind(&key.request_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            let fingerprint: String = row.try_get("fingerprint")?;
-            if fingerprint != key.fingerprint {
-                return Err(IdempotencyError::Mismatch);
-            }
-            let response: Vec<u8> = row.try_get("response")?;
-            let decoded = R::decode(response.as_slice())
-                .map_err(|e| IdempotencyError::Database(sqlx::Error::Decode(Box::new(e))))?;
-            return Ok(Started::Replay(decoded));
-        }
-        let claimed = sqlx::query(
+) -> Result<(), sqlx::Error> {
+    for chunk in keys.chunks(100) {
+        let sql = format!(
             "INSERT INTO idempotency_keys (caller, method, request_id, fingerprint, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&key.caller)
-        .bind(key.method)
-        .bind(&key.request_id)
-        .bind(&key.fingerprint)
-        .bind(Vec::<u8>::new())
-        .bind(crate::time::to_micros(now))
-        .execute(&mut *tx)
-        .await;
-        match claimed {
-            Ok(_) => return Ok(Started::Fresh(Fresh { tx, key: Some(key) })),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 3 => {
-                tx.rollback().await.ok();
-            }
-            Err(e) => return Err(e.into()),
+             VALUES {}",
+            crate::db::placeholder_rows(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (key, response) in chunk {
+            query = query
+                .bind(key.caller.clone())
+                .bind(key.method)
+                .bind(key.request_id.clone())
+                .bind(key.fingerprint.clone())
+                .bind(response.clone())
+                .bind(crate::time::to_micros(now));
         }
+        query.execute(&mut **tx).await?;
     }
+    Ok(())
 }
 
-/// Stores the response under the claimed key (if any) and commits.
-pub async fn finish<R: Message>(fresh: Fresh, response: &R) -> Result<(), sqlx::Error> {
-    let Fresh { mut tx, key } = fresh;
-    if let Some(key) = key {
-        sqlx::query(
-            "UPDATE idempotency_keys SET response = $1 \
-             WHERE caller = $2 AND method = $3 AND request_id = $4",
-        )
-        .bind(response.encode_to_vec())
-        .bind(&key.caller)
-        .bind(key.method)
-        .bind(&key.request_id)
-        .execute(&mut *tx)
-        .await?;
+/// Claims a key before acting, where other connections write concurrently
+/// (PostgreSQL): a concurrent duplicate waits on the claimed row until this
+/// transaction ends. `None`: claimed, act; `Some`: the key was stored by a
+/// committed transaction (replay it, or refuse a mismatch).
+pub async fn claim(
+    tx: &mut Tx,
+    key: &IdempotencyKey,
+    now: DateTime<Utc>,
+) -> Result<Option<Stored>, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (caller, method, request_id, fingerprint, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(&key.caller)
+    .bind(key.method)
+    .bind(&key.request_id)
+    .bind(&key.fingerprint)
+    .bind(Vec::<u8>::new())
+    .bind(crate::time::to_micros(now))
+    .execute(&mut **tx)
+    .await?;
+    if claimed.rows_affected() == 1 {
+        return Ok(None);
     }
-    tx.commit().await
+    let row = sqlx::query(
+        "SELECT fingerprint, response FROM idempotency_keys \
+         WHERE caller = $1 AND method = $2 AND request_id = $3",
+    )
+    .bind(&key.caller)
+    .bind(key.method)
+    .bind(&key.request_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(Some(Stored {
+        fingerprint: row.try_get("fingerprint")?,
+        response: row.try_get("response")?,
+    }))
+}
+
+/// Stores the response under a key claimed with [`claim`].
+pub async fn store_response(
+    tx: &mut Tx,
+    key: &IdempotencyKey,
+    response: Vec<u8>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE idempotency_keys SET response = $1 \
+         WHERE caller = $2 AND method = $3 AND request_id = $4",
+    )
+    .bind(response)
+    .bind(&key.caller)
+    .bind(key.method)
+    .bind(&key.request_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Forgets keys created before `before`. Returns how many were removed.
@@ -155,41 +209,4 @@ pub async fn purge(db: &Db, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
         .await?;
     tx.commit().await?;
     Ok(done.rows_affected())
-}
-
-/// Opens and commits the transactions of a service's mutating RPCs: the
-/// request's idempotency key is claimed first, and the outbox relay is woken
-/// once the change (and its event) committed.
-#[derive(Debug, Clone)]
-pub struct Mutations {
-    db: Db,
-    clock: crate::clock::SharedClock,
-    relay: crate::outbox::Relay,
-}
-
-impl Mutations {
-    pub fn new(db: Db, clock: crate::clock::SharedClock, relay: crate::outbox::Relay) -> Self {
-        Self { db, clock, relay }
-    }
-
-    /// The write transaction for `method`, or the first response of a retry.
-    /// `fingerprint_of` is the request with its `request_id` cleared.
-    pub async fn start<R: Message + Default>(
-        &self,
-        caller: &crate::auth::Caller,
-        method: &'static str,
-        request_id: Option<String>,
-        fingerprint_of: &impl Message,
-    ) -> Result<Started<R>, IdempotencyError> {
-        let key =
-            request_id.map(|id| IdempotencyKey::new(caller.key(), method, id, fingerprint_of));
-        start(&self.db, key, self.clock.now()).await
-    }
-
-    /// Stores the response under the request's key, commits, and wakes the relay.
-    pub async fn finish<R: Message>(&self, fresh: Fresh, response: R) -> Result<R, sqlx::Error> {
-        finish(fresh, &response).await?;
-        self.relay.poke();
-        Ok(response)
-    }
 }

@@ -1,6 +1,6 @@
 //! What both services share: the generated wire contract, authentication,
 //! error-to-status mapping, input validation, the database pool, idempotency,
-//! the outbox, paging, telemetry, the clock and the gRPC server builder.
+//! the outbox, group commit, paging, telemetry, the clock and the gRPC server builder.
 
 pub mod auth;
 pub mod clock;
@@ -18,3 +18,4 @@ pub mod status;
 pub mod telemetry;
 pub mod time;
 pub mod validate;
+pub mod writer;

@@ -23,6 +23,16 @@ pub struct StoredEvent {
     pub payload: Vec<u8>,
 }
 
+/// An event to add to the outbox with the state change that caused it.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub subject_id: String,
+    pub kind: &'static str,
+    pub payload: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Adds an event to the outbox inside the state change's transaction.
 pub async fn append(
     tx: &mut Tx,
@@ -43,6 +53,28 @@ pub async fn append(
     .bind(crate::time::to_micros(now))
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Adds the events of a write batch, in order, with as few statements as
+/// the engines' parameter limits allow.
+pub async fn append_many(tx: &mut Tx, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(100) {
+        let sql = format!(
+            "INSERT INTO outbox (event_id, subject_id, kind, payload, created_at) VALUES {}",
+            crate::db::placeholder_rows(chunk.len(), 5)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(event.event_id.clone())
+                .bind(event.subject_id.clone())
+                .bind(event.kind)
+                .bind(event.payload.clone())
+                .bind(crate::time::to_micros(event.created_at));
+        }
+        query.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
