@@ -92,6 +92,53 @@ pub struct Claims {
 pub struct Verifier {
     key: Arc<DecodingKey>,
     validation: Arc<Validation>,
+    cache: Option<Arc<TokenCache>>,
+}
+
+/// Tokens this process verified, so a caller's next call with the same
+/// token skips the signature check (an RS256 verification costs more than
+/// the rest of a read). Keyed by the token's SHA-256, so no token is kept;
+/// an entry is served only before the token's `exp`, and the cache holds a
+/// bounded number of entries. Rejected tokens are never cached.
+pub struct TokenCache {
+    entries: quick_cache::sync::Cache<[u8; 32], (Caller, u64)>,
+}
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(capacity),
+        }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The caller of a token verified before, if it has not expired at `now`
+    /// (seconds since the epoch).
+    pub fn get(&self, token: &str, now: u64) -> Option<Caller> {
+        match self.entries.get(&Self::key(token)) {
+            Some((caller, exp)) if now < exp => Some(caller),
+            Some(_) => {
+                self.entries.remove(&Self::key(token));
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers a verified token's caller until its `exp`.
+    pub fn put(&self, token: &str, caller: Caller, exp: u64) {
+        self.entries.insert(Self::key(token), (caller, exp));
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl std::fmt::Debug for Verifier {
@@ -144,6 +191,10 @@ pub struct AuthArgs {
     /// PEM public key (or, for HS256, the shared secret) that signs tokens.
     #[arg(long, env = "JWT_KEY_FILE")]
     pub jwt_key_file: Option<String>,
+    /// Verified tokens remembered (by hash, until their `exp`) so repeat
+    /// calls skip the signature check; 0 turns the cache off.
+    #[arg(long, env = "JWT_CACHE_SIZE", default_value_t = 10_000)]
+    pub jwt_cache_size: usize,
 }
 
 fn parse_algorithm(s: &str) -> Result<Algorithm, String> {
@@ -165,6 +216,7 @@ impl AuthArgs {
             jwt_audience: DEFAULT_AUDIENCE.into(),
             jwt_algorithm: Algorithm::RS256,
             jwt_key_file: None,
+            jwt_cache_size: 10_000,
         }
     }
 
@@ -210,6 +262,8 @@ impl AuthArgs {
         Ok(Verifier {
             key: Arc::new(key),
             validation: Arc::new(validation),
+            cache: (self.jwt_cache_size > 0)
+                .then(|| Arc::new(TokenCache::new(self.jwt_cache_size))),
         })
     }
 }
@@ -222,6 +276,11 @@ impl Verifier {
     /// The caller a bearer token stands for.
     #[allow(clippy::result_large_err)]
     pub fn verify(&self, token: &str) -> Result<Caller, Status> {
+        if let Some(cache) = &self.cache
+            && let Some(caller) = cache.get(token, unix_now())
+        {
+            return Ok(caller);
+        }
         let data =
             jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|err| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -238,13 +297,17 @@ impl Verifier {
         if crate::validate::token(&claims.sub).is_err() {
             return Err(unauthenticated("INVALID_TOKEN", "invalid bearer token"));
         }
-        Ok(match claims.scope {
+        let caller = match claims.scope {
             Some(scope) => Caller::Service {
                 name: claims.sub,
                 scopes: scope.split_whitespace().map(str::to_owned).collect(),
             },
             None => Caller::User { id: claims.sub },
-        })
+        };
+        if let Some(cache) = &self.cache {
+            cache.put(token, caller.clone(), claims.exp);
+        }
+        Ok(caller)
     }
 
     /// A tonic interceptor that authenticates every call it guards.
@@ -324,6 +387,15 @@ impl TokenSpec {
 
 /// Signs a token with an HS256 secret (the dev key, or a test's own key).
 pub fn mint(spec: &TokenSpec, secret: &[u8]) -> Result<String, jsonwebtoken::errors::Error> {
+    mint_with(spec, Algorithm::HS256, &EncodingKey::from_secret(secret))
+}
+
+/// Signs a token with any algorithm's key (the load tool's RS256 key, say).
+pub fn mint_with(
+    spec: &TokenSpec,
+    algorithm: Algorithm,
+    key: &EncodingKey,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         sub: spec.sub.clone(),
@@ -333,11 +405,7 @@ pub fn mint(spec: &TokenSpec, secret: &[u8]) -> Result<String, jsonwebtoken::err
         exp: (now + spec.ttl.num_seconds()).max(0) as u64,
         scope: (!spec.scopes.is_empty()).then(|| spec.scopes.join(" ")),
     };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
+    jsonwebtoken::encode(&Header::new(algorithm), &claims, key)
 }
 
 /// Signs a token with the public dev key.
@@ -351,6 +419,38 @@ mod tests {
 
     fn verifier() -> Verifier {
         AuthArgs::dev().verifier().expect("dev verifier")
+    }
+
+    #[test]
+    fn the_token_cache_serves_a_caller_only_before_the_tokens_exp() {
+        let cache = TokenCache::new(10);
+        let caller = Caller::User { id: "alice".into() };
+        cache.put("token", caller.clone(), 1_000);
+        assert_eq!(cache.get("token", 999), Some(caller));
+        assert_eq!(cache.get("token", 1_000), None, "not at exp");
+        assert_eq!(cache.get("token", 999), None, "an expired entry is dropped");
+        assert_eq!(cache.get("another", 0), None);
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_and_rejected_ones_are_not() {
+        let v = verifier();
+        let cache = v.cache.clone().expect("cache on by default");
+        let token = mint_dev(&TokenSpec::user("alice")).expect("mint");
+        assert_eq!(cache.get(&token, unix_now()), None);
+        v.verify(&token).expect("valid");
+        assert_eq!(
+            cache.get(&token, unix_now()),
+            Some(Caller::User { id: "alice".into() })
+        );
+        let forged = format!("{token}x");
+        assert!(v.verify(&forged).is_err());
+        assert_eq!(cache.get(&forged, unix_now()), None);
+        let off = AuthArgs {
+            jwt_cache_size: 0,
+            ..AuthArgs::dev()
+        };
+        assert!(off.verifier().expect("verifier").cache.is_none());
     }
 
     #[test]

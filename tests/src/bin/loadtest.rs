@@ -1,9 +1,11 @@
-//! The load tool: starts the echo baseline and both services as separate
-//! processes (release builds, one shared test clock set through
-//! TestClockService), drives each scenario at a concurrency for a duration,
-//! and reports requests/s, p50/p90/p99, errors, each figure's ratio to the
-//! echo ceiling measured in the same run, the services' resident memory, and
-//! for PostgreSQL the same machine's `pgbench` single-row INSERT TPS.
+//! The load tool: starts the echo baselines (bare tonic, and the services'
+//! own layers) and both services as separate processes (release builds, one
+//! shared test clock set through TestClockService, tokens signed with an
+//! RS256 key made for the run, as in production), drives each scenario at a
+//! concurrency for a duration, and reports requests/s, p50/p90/p99, errors,
+//! each figure's ratio to both echo ceilings measured in the same run, the
+//! services' resident memory, and for PostgreSQL the same machine's
+//! `pgbench` single-row INSERT TPS.
 //!
 //! ```text
 //! cargo build --release --bins && target/release/loadtest --backend sqlite
@@ -22,7 +24,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use shared::auth::{TokenSpec, mint_dev};
+use shared::auth::TokenSpec;
 use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
 use shared::proto::feedback::v1 as fpb;
@@ -72,6 +74,10 @@ struct Args {
     /// growth.
     #[arg(long)]
     flat_cost: bool,
+    /// An extra flag for both services (repeatable), e.g.
+    /// `--service-arg=--write-batch=1`.
+    #[arg(long = "service-arg", allow_hyphen_values = true)]
+    service_args: Vec<String>,
 }
 
 /// The scenarios that only read (the flat-cost comparison runs these).
@@ -88,6 +94,7 @@ const READ_SCENARIOS: &[&str] = &[
 const HISTORY_FREELANCERS: usize = 8;
 
 const SCENARIOS: &[&str] = &[
+    "bare-echo",
     "echo",
     "get-contract",
     "check-eligibility",
@@ -95,6 +102,8 @@ const SCENARIOS: &[&str] = &[
     "log-time",
     "end-contract",
     "submit-mid-feedback",
+    "record-payment",
+    "submit-end-feedback",
     "get-end-feedback",
     "list-work-history",
 ];
@@ -112,6 +121,9 @@ struct Figures {
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
+    /// Requests/s ÷ the bare tonic echo's (the targets' denominator).
+    ratio_to_bare_echo: Option<f64>,
+    /// Requests/s ÷ the echo behind the services' own layers and JWT check.
     ratio_to_echo: Option<f64>,
     contract_rss_mib: f64,
     feedback_rss_mib: f64,
@@ -275,19 +287,78 @@ struct Tokens {
 impl Tokens {
     fn new() -> anyhow::Result<Self> {
         Ok(Self {
-            hiring: mint_dev(&TokenSpec::service("load-hiring", &["contracts:write"]))?,
-            billing: mint_dev(&TokenSpec::service("load-billing", &["payments:write"]))?,
-            reader: mint_dev(&TokenSpec::service(
+            hiring: mint(&TokenSpec::service("load-hiring", &["contracts:write"]))?,
+            billing: mint(&TokenSpec::service("load-billing", &["payments:write"]))?,
+            reader: mint(&TokenSpec::service(
                 "load-reader",
                 &["contracts:read", "admin"],
             ))?,
-            ops: mint_dev(&TokenSpec::service("load-ops", &["admin"]))?,
+            ops: mint(&TokenSpec::service("load-ops", &["admin"]))?,
         })
     }
 
     fn user(id: &str) -> String {
-        mint_dev(&TokenSpec::user(id)).unwrap_or_default()
+        mint(&TokenSpec::user(id)).unwrap_or_default()
     }
+}
+
+/// The run's RS256 signing key (made at start-up; its public half is what
+/// every process verifies with) and where that public key is.
+struct Signer {
+    key: jsonwebtoken::EncodingKey,
+    public_key_file: PathBuf,
+    /// feedback-service's own token for contract-service.
+    feedback_token_file: PathBuf,
+}
+
+static SIGNER: std::sync::OnceLock<Signer> = std::sync::OnceLock::new();
+
+impl Signer {
+    /// A fresh 2048-bit RSA key, its public half written to a temporary file.
+    fn generate() -> anyhow::Result<Signer> {
+        use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
+        let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
+        let private_pem = private.to_pkcs8_pem(LineEnding::LF)?;
+        let public_pem = private.to_public_key().to_public_key_pem(LineEnding::LF)?;
+        let dir = std::env::temp_dir().join(format!("loadtest-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let public_key_file = dir.join("jwt-public.pem");
+        std::fs::write(&public_key_file, public_pem)?;
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(private_pem.as_bytes())?;
+        let feedback_token_file = dir.join("feedback-service.token");
+        let mut spec =
+            TokenSpec::service("feedback-service", &["contracts:read", "payments:write"]);
+        spec.ttl = chrono::Duration::days(1);
+        let token = shared::auth::mint_with(&spec, jsonwebtoken::Algorithm::RS256, &key)?;
+        std::fs::write(&feedback_token_file, token)?;
+        Ok(Signer {
+            key,
+            public_key_file,
+            feedback_token_file,
+        })
+    }
+
+    /// The flags that make a process verify with this key.
+    fn flags(&self) -> Vec<String> {
+        vec![
+            "--jwt-algorithm".into(),
+            "RS256".into(),
+            "--jwt-key-file".into(),
+            self.public_key_file.display().to_string(),
+        ]
+    }
+}
+
+/// Signs a token with the run's RS256 key.
+fn mint(spec: &TokenSpec) -> anyhow::Result<String> {
+    let signer = SIGNER
+        .get()
+        .context("the signing key is made at start-up")?;
+    Ok(shared::auth::mint_with(
+        spec,
+        jsonwebtoken::Algorithm::RS256,
+        &signer.key,
+    )?)
 }
 
 /// Friday 2026-11-20 23:50 UTC: the whole billing week is open for LogTime.
@@ -514,6 +585,7 @@ struct Bench {
     contracts: ContractServiceClient<Channel>,
     feedbacks: FeedbackServiceClient<Channel>,
     echoes: EchoServiceClient<Channel>,
+    bare_echoes: EchoServiceClient<Channel>,
     tokens: Arc<Tokens>,
     /// Active contracts with a payment (reads, eligibility, LogTime).
     active: Arc<Vec<Fixture>>,
@@ -540,8 +612,18 @@ impl Bench {
         ))
     }
 
+    /// Like [`Self::single_use`], with the contracts ended.
+    async fn single_use_ended(&self, per_sec: u64, tag: &str) -> anyhow::Result<Arc<Vec<Fixture>>> {
+        let count = per_sec as f64 * (self.pace.warm_up + self.pace.measured).as_secs_f64();
+        let count = usize::try_from(count.ceil() as u64).unwrap_or(usize::MAX);
+        Ok(Arc::new(
+            create_contracts(&self.contracts, &self.tokens, count, 50, true, tag).await?,
+        ))
+    }
+
     /// Drives one scenario; `None` for an unknown name.
     async fn measure(&self, scenario: &str) -> anyhow::Result<Option<Figures>> {
+        let bare = self.bare_echoes.clone();
         let (c, f, e, t, act, end) = (
             self.contracts.clone(),
             self.feedbacks.clone(),
@@ -554,6 +636,18 @@ impl Bench {
         let mut batch = 1.0;
         let cpu_before = [cpu_secs(&self.contract), cpu_secs(&self.feedback)];
         let (histogram, ok, errors, elapsed, warm_calls) = match scenario {
+            "bare-echo" => {
+                drive(concurrency, pace, move |_, _| {
+                    let mut e = bare.clone();
+                    async move {
+                        let request = tpb::EchoRequest {
+                            payload: "ping".into(),
+                        };
+                        Some(e.echo(request).await.is_ok())
+                    }
+                })
+                .await
+            }
             "echo" => {
                 drive(concurrency, pace, move |_, _| {
                     let (mut e, token) = (e.clone(), t.reader.clone());
@@ -673,6 +767,44 @@ impl Bench {
                 })
                 .await
             }
+            "record-payment" => {
+                drive(concurrency, pace, move |_, i| {
+                    let (mut c, token, fixture) =
+                        (c.clone(), t.billing.clone(), act[i % act.len()].clone());
+                    async move {
+                        let request = pb::RecordPaymentRequest {
+                            contract_id: fixture.contract,
+                            kind: pb::PaymentKind::HourlyInvoice as i32,
+                            amount: Some(pb::Money {
+                                currency_code: "USD".into(),
+                                amount_minor: 100,
+                            }),
+                            paid_time: Some(shared::time::to_proto(
+                                bench_now() - chrono::Duration::hours(1),
+                            )),
+                            memo: String::new(),
+                            request_id: format!("load-invoice-{i}"),
+                        };
+                        Some(c.record_payment(bearer(&token, request)).await.is_ok())
+                    }
+                })
+                .await
+            }
+            "submit-end-feedback" => {
+                // Ended contracts, each reviewed once by its client.
+                let fresh = self.single_use_ended(1_500, "q").await?;
+                drive(concurrency, pace, move |_, i| {
+                    let (mut f, fixture) = (f.clone(), fresh.get(i).cloned());
+                    async move {
+                        let fixture = fixture?;
+                        let request = e2e::client_end_feedback_request(&fixture.contract);
+                        let call =
+                            f.submit_end_contract_feedback(bearer(&fixture.client_token, request));
+                        Some(call.await.is_ok())
+                    }
+                })
+                .await
+            }
             "get-end-feedback" => {
                 drive(concurrency, pace, move |_, i| {
                     let (mut f, fixture) = (f.clone(), end[i % end.len()].clone());
@@ -720,6 +852,7 @@ impl Bench {
             p50_ms: ms(0.50),
             p90_ms: ms(0.90),
             p99_ms: ms(0.99),
+            ratio_to_bare_echo: None,
             ratio_to_echo: None,
             contract_rss_mib: rss_mib(&self.contract),
             feedback_rss_mib: rss_mib(&self.feedback),
@@ -728,16 +861,19 @@ impl Bench {
         }))
     }
 
-    /// Runs the scenarios in order; ratios divide by this run's echo.
+    /// Runs the scenarios in order; ratios divide by this run's echoes.
     async fn measure_all(&self, scenarios: &[&str]) -> anyhow::Result<Vec<Figures>> {
         let mut figures = Vec::new();
-        let mut echo_rps = None;
+        let (mut bare_rps, mut echo_rps) = (None, None);
         for scenario in scenarios {
             eprintln!("loadtest: {scenario}");
             if let Some(mut f) = self.measure(scenario).await? {
-                if *scenario == "echo" {
-                    echo_rps = Some(f.requests_per_sec);
+                match *scenario {
+                    "bare-echo" => bare_rps = Some(f.requests_per_sec),
+                    "echo" => echo_rps = Some(f.requests_per_sec),
+                    _ => {}
                 }
+                f.ratio_to_bare_echo = bare_rps.map(|e| f.requests_per_sec / e);
                 f.ratio_to_echo = echo_rps.map(|e| f.requests_per_sec / e);
                 figures.push(f);
             }
@@ -780,12 +916,12 @@ async fn seed_databases(
 
 fn print_table(figures: &[Figures]) {
     println!(
-        "| scenario | req/s | items/s | p50 ms | p90 ms | p99 ms | errors | ÷ echo | contract RSS MiB | feedback RSS MiB |"
+        "| scenario | req/s | items/s | p50 ms | p90 ms | p99 ms | errors | ÷ bare echo | ÷ echo | contract RSS MiB | feedback RSS MiB | CPU µs/call contract / feedback |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for f in figures {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0} |",
+            "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {:.0} | {:.0} | {:.0} / {:.0} |",
             f.scenario,
             f.requests_per_sec,
             f.items_per_sec,
@@ -793,9 +929,13 @@ fn print_table(figures: &[Figures]) {
             f.p90_ms,
             f.p99_ms,
             f.errors,
+            f.ratio_to_bare_echo
+                .map_or("-".into(), |r| format!("{r:.2}")),
             f.ratio_to_echo.map_or("-".into(), |r| format!("{r:.2}")),
             f.contract_rss_mib,
-            f.feedback_rss_mib
+            f.feedback_rss_mib,
+            f.contract_cpu_us_per_call,
+            f.feedback_cpu_us_per_call
         );
     }
 }
@@ -808,34 +948,46 @@ impl Bench {
         args: &Args,
         bin_dir: &std::path::Path,
         echoes: EchoServiceClient<Channel>,
+        bare_echoes: EchoServiceClient<Channel>,
         pace: Pace,
     ) -> anyhow::Result<Self> {
         let contract_db = database_url(args, "contract").await?;
         let feedback_db = database_url(args, "feedback").await?;
+        let signer = SIGNER
+            .get()
+            .context("the signing key is made at start-up")?;
+        let common: Vec<String> = ["--dev".into(), "--test-clock".into()]
+            .into_iter()
+            .chain(signer.flags())
+            .chain(args.service_args.iter().cloned())
+            .collect();
         let contract = start(
             bin_dir,
             "contract-service",
             &[
-                "--dev".into(),
-                "--test-clock".into(),
-                "--database-url".into(),
-                contract_db.clone(),
-            ],
+                common.clone(),
+                vec!["--database-url".into(), contract_db.clone()],
+            ]
+            .concat(),
         )
         .await?;
         let feedback = start(
             bin_dir,
             "feedback-service",
             &[
-                "--dev".into(),
-                "--test-clock".into(),
-                "--database-url".into(),
-                feedback_db.clone(),
-                "--contract-service-url".into(),
-                format!("http://{}", contract.addr),
-                "--run-workers".into(),
-                "false".into(),
-            ],
+                common,
+                vec![
+                    "--database-url".into(),
+                    feedback_db.clone(),
+                    "--contract-service-url".into(),
+                    format!("http://{}", contract.addr),
+                    "--contract-service-token-file".into(),
+                    signer.feedback_token_file.display().to_string(),
+                    "--run-workers".into(),
+                    "false".into(),
+                ],
+            ]
+            .concat(),
         )
         .await?;
         let tokens = Arc::new(Tokens::new()?);
@@ -868,6 +1020,7 @@ impl Bench {
             contracts,
             feedbacks,
             echoes,
+            bare_echoes,
             tokens,
             active: Arc::new(active),
             ended: Arc::new(ended),
@@ -931,10 +1084,25 @@ async fn flat_cost(
     args: &Args,
     bin_dir: &std::path::Path,
     echoes: &EchoServiceClient<Channel>,
+    bare_echoes: &EchoServiceClient<Channel>,
     scenarios: &[&str],
 ) -> anyhow::Result<(u64, Vec<FlatCost>)> {
-    let empty = Bench::start(args, bin_dir, echoes.clone(), FLAT_PACE).await?;
-    let seeded = Bench::start(args, bin_dir, echoes.clone(), FLAT_PACE).await?;
+    let empty = Bench::start(
+        args,
+        bin_dir,
+        echoes.clone(),
+        bare_echoes.clone(),
+        FLAT_PACE,
+    )
+    .await?;
+    let seeded = Bench::start(
+        args,
+        bin_dir,
+        echoes.clone(),
+        bare_echoes.clone(),
+        FLAT_PACE,
+    )
+    .await?;
     eprintln!("loadtest: seeding");
     let rows = seed_databases(args.backend, &seeded.contract_db, &seeded.feedback_db).await?;
     let mut results = Vec::new();
@@ -998,13 +1166,21 @@ async fn main() -> anyhow::Result<()> {
             .filter(|s| args.scenarios.iter().any(|a| a == s))
             .collect()
     };
-    let echo = start(&bin_dir, "echo-server", &[]).await?;
+    eprintln!("loadtest: making an RS256 key for the run");
+    let signer = Signer::generate()?;
+    let echo_flags = [vec!["--dev".to_owned()], signer.flags()].concat();
+    if SIGNER.set(signer).is_err() {
+        anyhow::bail!("the signing key was already made");
+    }
+    let echo = start(&bin_dir, "echo-server", &echo_flags).await?;
+    let bare_echo = start(&bin_dir, "echo-server", &["--bare".to_owned()]).await?;
     let echoes = EchoServiceClient::new(channel(echo.addr).await?);
+    let bare_echoes = EchoServiceClient::new(channel(bare_echo.addr).await?);
     let pace = Pace {
         warm_up: Duration::from_secs(1),
         measured: Duration::from_secs(args.duration_secs),
     };
-    let bench = Bench::start(&args, &bin_dir, echoes.clone(), pace).await?;
+    let bench = Bench::start(&args, &bin_dir, echoes.clone(), bare_echoes.clone(), pace).await?;
     let figures = bench.measure_all(&selected).await?;
     let backend = bench.backend.clone();
     bench.stop(&args).await;
@@ -1019,7 +1195,7 @@ async fn main() -> anyhow::Result<()> {
             .copied()
             .filter(|s| READ_SCENARIOS.contains(s))
             .collect();
-        let (rows, results) = flat_cost(&args, &bin_dir, &echoes, &reads).await?;
+        let (rows, results) = flat_cost(&args, &bin_dir, &echoes, &bare_echoes, &reads).await?;
         seeded_rows = Some(rows);
         flat = results;
     }
@@ -1076,7 +1252,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }
-    drop(echo);
+    drop((echo, bare_echo));
     Ok(())
 }
 
