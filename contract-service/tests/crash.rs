@@ -1,8 +1,9 @@
 //! The real binary killed with SIGKILL in the middle of writes, then
 //! restarted on the same database: every acknowledged write is there, and the
-//! outbox is contiguous with exactly one event per state change. Runs on
-//! SQLite, and on PostgreSQL when `TEST_POSTGRES_URL` is set (required when
-//! `REQUIRE_POSTGRES` is).
+//! outbox is contiguous with exactly one event per state change. Two loads:
+//! contracts and payments, and concurrent LogTime (batched by group commit).
+//! Runs on SQLite, and on PostgreSQL when `TEST_POSTGRES_URL` is set
+//! (required when `REQUIRE_POSTGRES` is).
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -17,7 +18,17 @@ use tokio::process::{Child, Command};
 use tonic::transport::Channel;
 
 fn authorized<T>(scopes: &[&str], message: T) -> tonic::Request<T> {
-    let token = mint_dev(&TokenSpec::service("crash-test", scopes)).expect("mint");
+    as_token(
+        &mint_dev(&TokenSpec::service("crash-test", scopes)).expect("mint"),
+        message,
+    )
+}
+
+fn as_user<T>(user: &str, message: T) -> tonic::Request<T> {
+    as_token(&mint_dev(&TokenSpec::user(user)).expect("mint"), message)
+}
+
+fn as_token<T>(token: &str, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         "authorization",
@@ -53,7 +64,12 @@ async fn fresh_database() -> Vec<String> {
 }
 
 fn start(port: u16, database_url: &str) -> Child {
+    start_with(port, database_url, &[])
+}
+
+fn start_with(port: u16, database_url: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_contract-service"))
+        .args(extra)
         .args([
             "--dev",
             "--listen",
@@ -71,13 +87,17 @@ fn start(port: u16, database_url: &str) -> Child {
 }
 
 async fn connect(port: u16) -> ContractServiceClient<Channel> {
+    ContractServiceClient::new(channel(port).await)
+}
+
+async fn channel(port: u16) -> Channel {
     for _ in 0..100 {
         if let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))
             .expect("uri")
             .connect()
             .await
         {
-            return ContractServiceClient::new(channel);
+            return channel;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -97,6 +117,171 @@ async fn a_sigkill_mid_write_leaves_consistent_state_and_a_contiguous_outbox() {
     for url in fresh_database().await {
         sigkill_then_restart(&url).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_during_concurrent_log_time_loses_no_acknowledged_entry_or_event() {
+    for url in fresh_database().await {
+        sigkill_during_log_time(&url).await;
+    }
+}
+
+/// Contracts in the LogTime test; two loggers share each, so their writes
+/// contend for its diary.
+const DIARIES: usize = 12;
+
+async fn sigkill_during_log_time(url: &str) {
+    use shared::proto::testing::v1 as tpb;
+    use shared::proto::testing::v1::test_clock_service_client::TestClockServiceClient;
+    // Friday 23:50 UTC: the whole billing week is open for time.
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-20T23:50:00Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let monday = now - chrono::Duration::minutes(4 * 24 * 60 + 23 * 60 + 50);
+    let port = free_port();
+    let mut child = start_with(port, url, &["--test-clock"]);
+    TestClockServiceClient::new(channel(port).await)
+        .set_time(authorized(
+            &["admin"],
+            tpb::SetTimeRequest {
+                now: Some(shared::time::to_proto(now)),
+            },
+        ))
+        .await
+        .expect("set the clock");
+    let mut client = connect(port).await;
+    let mut contracts = Vec::new();
+    for k in 0..DIARIES {
+        let created = client
+            .create_contract(authorized(
+                &["contracts:write"],
+                pb::CreateContractRequest {
+                    client_id: format!("client-{k}"),
+                    freelancer_id: format!("free-{k}"),
+                    title: "crash".into(),
+                    r#type: pb::ContractType::Hourly as i32,
+                    currency_code: "USD".into(),
+                    hourly_rate_minor: 5_000,
+                    weekly_limit_minutes: 2_400,
+                    start_time: Some(shared::time::to_proto(now - chrono::Duration::days(30))),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("create")
+            .into_inner()
+            .contract
+            .expect("contract");
+        contracts.push(created.id);
+    }
+    let contracts = Arc::new(contracts);
+    let stop = Arc::new(AtomicBool::new(false));
+    // 24 loggers: logger w writes even or odd segments of diary w % 12.
+    let loggers: Vec<_> = (0..2 * DIARIES)
+        .map(|w| {
+            let (mut client, stop, contracts) = (client.clone(), stop.clone(), contracts.clone());
+            tokio::spawn(async move {
+                let diary = w % DIARIES;
+                let mut acked: Vec<(usize, String)> = Vec::new();
+                for i in 0..350_i64 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let segment = 2 * i + (w / DIARIES) as i64;
+                    let log = pb::LogTimeRequest {
+                        contract_id: contracts[diary].clone(),
+                        start_time: Some(shared::time::to_proto(
+                            monday + chrono::Duration::minutes(10 * segment),
+                        )),
+                        minutes: 10,
+                        request_id: format!("log-{w}-{i}"),
+                        ..Default::default()
+                    };
+                    let Ok(logged) = client
+                        .log_time(as_user(&format!("free-{diary}"), log))
+                        .await
+                    else {
+                        break;
+                    };
+                    let entry = logged.into_inner().time_entry.expect("entry");
+                    acked.push((diary, entry.id));
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().await.expect("SIGKILL");
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for logger in loggers {
+        acked.extend(logger.await.expect("join"));
+    }
+    assert!(
+        acked.len() > 2 * DIARIES,
+        "entries were acknowledged before the kill ({url}): {}",
+        acked.len()
+    );
+
+    let mut child = start(port, url);
+    let mut client = connect(port).await;
+    let mut stored = HashSet::new();
+    for (k, contract) in contracts.iter().enumerate() {
+        let diary = client
+            .get_work_diary(as_user(
+                &format!("free-{k}"),
+                pb::GetWorkDiaryRequest {
+                    contract_id: contract.clone(),
+                    week_time: Some(shared::time::to_proto(now)),
+                },
+            ))
+            .await
+            .expect("diary")
+            .into_inner();
+        stored.extend(diary.time_entries.into_iter().map(|e| e.id));
+    }
+    for (diary, entry) in &acked {
+        assert!(
+            stored.contains(entry),
+            "acknowledged entry {entry} of diary {diary} lost ({url})"
+        );
+    }
+
+    // One ContractCreated per contract and one TimeLogged per stored entry,
+    // sequenced 1..=N without a gap.
+    use tokio_stream::StreamExt;
+    let expected = DIARIES + stored.len();
+    let mut stream = client
+        .watch_events(authorized(
+            &["events:read"],
+            pb::WatchEventsRequest { after_sequence: 0 },
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut events = Vec::new();
+    while events.len() < expected {
+        let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("every event arrives")
+            .expect("stream open")
+            .expect("event");
+        events.push(next.event.expect("event"));
+    }
+    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
+    let contiguous: Vec<i64> = (1..=i64::try_from(expected).expect("small")).collect();
+    assert_eq!(sequences, contiguous, "a gap or a reorder ({url})");
+    let logged: HashSet<String> = events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Some(pb::event::Payload::TimeLogged(t)) => t.time_entry.as_ref().map(|t| t.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged, stored, "one TimeLogged per stored entry ({url})");
+    let extra = tokio::time::timeout(Duration::from_millis(800), stream.next()).await;
+    assert!(extra.is_err(), "no event beyond the state changes ({url})");
+    child.kill().await.expect("stop");
 }
 
 async fn sigkill_then_restart(url: &str) {
