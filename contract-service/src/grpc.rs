@@ -86,16 +86,31 @@ where
 /// freelancer only. When the diary is not writable, the contract is read to
 /// say why.
 async fn lock_diary(tx: &mut shared::db::Tx, id: &str, caller: &Caller) -> Result<Contract, Error> {
-    if let Some(contract) = store::lock_diary_for_write(tx, id).await? {
-        contract.authorize_roles(caller, &[Role::Freelancer])?;
-        return Ok(contract);
+    match store::lock_diary_for_write(tx, id).await? {
+        Some(contract) => {
+            contract.authorize_roles(caller, &[Role::Freelancer])?;
+            Ok(contract)
+        }
+        None => Err(diary_not_writable(tx, id, caller).await),
     }
+}
+
+/// Why a diary could not be locked for writing: not the caller's, gone, or
+/// locked (the contract ended).
+async fn diary_not_writable(tx: &mut shared::db::Tx, id: &str, caller: &Caller) -> Error {
+    match not_writable(tx, id, caller).await {
+        Ok(()) => Error::WorkDiaryLocked {
+            contract_id: id.to_owned(),
+        },
+        Err(e) => e,
+    }
+}
+
+async fn not_writable(tx: &mut shared::db::Tx, id: &str, caller: &Caller) -> Result<(), Error> {
     let contract = find_contract(&mut **tx, id, caller).await?;
     contract.authorize_roles(caller, &[Role::Freelancer])?;
     domain::check_diary_writable(&contract)?;
-    Err(Error::WorkDiaryLocked {
-        contract_id: id.to_owned(),
-    })
+    Ok(())
 }
 
 fn require_scope(caller: &Caller, scope: &'static str) -> Result<(), Error> {
@@ -627,7 +642,16 @@ impl ContractApi {
                 &fingerprint,
                 move |unit| {
                     Box::pin(async move {
-                        let contract = lock_diary(unit.tx(), &id, &caller).await?;
+                        // Billable minutes of the new entry depend on the time
+                        // logged before it in its week, read with the lock.
+                        let week = BillingWeek::containing(entry.start);
+                        let Some((contract, before)) =
+                            store::lock_diary_with_minutes(unit.tx(), &id, week.start, entry.start)
+                                .await?
+                        else {
+                            return Err(diary_not_writable(unit.tx(), &id, &caller).await);
+                        };
+                        contract.authorize_roles(&caller, &[Role::Freelancer])?;
                         domain::check_log_time(&contract, &entry, now)?;
                         let saved = TimeEntry {
                             id: ids::new_id("te"),
@@ -641,11 +665,6 @@ impl ContractApi {
                         if !store::insert_time_entry_unless_overlapping(unit.tx(), &saved).await? {
                             return Err(Error::TimeOverlap);
                         }
-                        // Billable minutes of the new entry depend on the time logged before it in its week.
-                        let week = BillingWeek::containing(saved.start);
-                        let before =
-                            store::minutes_logged_between(unit.tx(), &id, week.start, saved.start)
-                                .await?;
                         let own = domain::billable_after(
                             before,
                             saved.minutes(),

@@ -255,6 +255,41 @@ pub async fn lock_diary_for_write(
     Ok(row.as_ref().map(contract_from_row).transpose()?)
 }
 
+/// [`lock_diary_for_write`], also returning the minutes logged by entries
+/// starting in `[from, before)`: what LogTime needs, in one statement.
+pub async fn lock_diary_with_minutes(
+    tx: &mut Tx,
+    contract_id: &str,
+    from: DateTime<Utc>,
+    before: DateTime<Utc>,
+) -> Result<Option<(Contract, i64)>, Error> {
+    static POSTGRES: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{} FOR NO KEY UPDATE OF contracts", SQLITE.as_str()));
+    static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {CONTRACT_COLUMNS}, \
+             (SELECT CAST(COALESCE(SUM(end_at - start_at), 0) AS BIGINT) FROM time_entries \
+              WHERE contract_id = $1 AND start_at >= $2 AND start_at < $3) AS logged_micros \
+             FROM contracts WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL"
+        )
+    });
+    let sql = match Backend::of_connection(tx) {
+        Backend::Postgres => POSTGRES.as_str(),
+        Backend::Sqlite => SQLITE.as_str(),
+    };
+    let row = sqlx::query(AssertSqlSafe(sql))
+        .bind(contract_id)
+        .bind(to_micros(from))
+        .bind(to_micros(before))
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let micros: i64 = row.try_get("logged_micros")?;
+    Ok(Some((contract_from_row(&row)?, micros / 60_000_000)))
+}
+
 /// Adds a time entry unless it overlaps one of the contract's entries; one
 /// statement, under the diary lock. Returns whether it was added.
 ///
@@ -281,25 +316,6 @@ pub async fn insert_time_entry_unless_overlapping(
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// Minutes logged on a contract by entries starting in `[from, before)`.
-pub async fn minutes_logged_between(
-    tx: &mut Tx,
-    contract_id: &str,
-    from: DateTime<Utc>,
-    before: DateTime<Utc>,
-) -> Result<i64, Error> {
-    let micros: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(end_at - start_at), 0) AS BIGINT) FROM time_entries \
-         WHERE contract_id = $1 AND start_at >= $2 AND start_at < $3",
-    )
-    .bind(contract_id)
-    .bind(to_micros(from))
-    .bind(to_micros(before))
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(micros / 60_000_000)
 }
 
 fn time_entry_from_row(row: &AnyRow) -> Result<TimeEntry, sqlx::Error> {

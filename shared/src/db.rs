@@ -176,7 +176,13 @@ impl Db {
             writers: options.writers.unwrap_or(defaults.writers).max(1),
             max_batch: options.write_batch.unwrap_or(defaults.max_batch).max(1),
         };
+        // No ping before handing out a connection: on SQLite it is a round
+        // trip to the connection's thread, on PostgreSQL one over the
+        // network, before every read and every write batch. A connection
+        // that broke fails its next statement instead (UNAVAILABLE, which
+        // callers retry) and the pool replaces it.
         let base = AnyPoolOptions::new()
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .max_connections(options.max_connections.unwrap_or(match backend {
                 Backend::Postgres => 16,
@@ -294,6 +300,9 @@ async fn sqlite_pragmas(conn: &mut AnyConnection, sync: SqliteSync) -> Result<()
     // No mmap: each connection's mapping counted the file's cached pages
     // again in the service's resident memory (over 100 MiB under load for
     // 25 MiB of its own); reads copy pages from the OS cache instead.
+    // Savepoints (one per mutation of a write batch) keep their undo pages
+    // in memory rather than in a temporary file.
+    conn.execute("PRAGMA temp_store = MEMORY").await?;
     conn.execute("PRAGMA foreign_keys = ON").await?;
     conn.execute("PRAGMA busy_timeout = 10000").await?;
     Ok(())

@@ -78,6 +78,40 @@ pub async fn append_many(tx: &mut Tx, events: &[NewEvent]) -> Result<(), sqlx::E
     Ok(())
 }
 
+/// Adds a write batch's events with their sequence numbers assigned at once,
+/// for a database with a single writer (SQLite), where commit order is the
+/// order batches run in: the relay then has nothing left to sequence.
+/// Returns the new head sequence.
+pub async fn append_sequenced(tx: &mut Tx, events: &[NewEvent]) -> Result<i64, sqlx::Error> {
+    let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let head: i64 = sqlx::query_scalar(
+        "UPDATE outbox_head SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq",
+    )
+    .bind(count)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut next = head - count + 1;
+    for chunk in events.chunks(100) {
+        let sql = format!(
+            "INSERT INTO outbox (event_id, subject_id, kind, payload, created_at, seq) VALUES {}",
+            crate::db::placeholder_rows(chunk.len(), 6)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for event in chunk {
+            query = query
+                .bind(event.event_id.clone())
+                .bind(event.subject_id.clone())
+                .bind(event.kind)
+                .bind(event.payload.clone())
+                .bind(crate::time::to_micros(event.created_at))
+                .bind(next);
+            next += 1;
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(head)
+}
+
 /// Sequenced events after `after`, oldest first.
 pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let rows = sqlx::query(
@@ -158,6 +192,18 @@ impl Relay {
     /// Call after committing a transaction that appended events.
     pub fn poke(&self) {
         self.wake.notify_one();
+    }
+
+    /// Tells watchers that events up to `head` are sequenced and committed
+    /// (by a writer that sequences its own events).
+    pub fn advance(&self, head: i64) {
+        self.head.send_if_modified(|h| {
+            let newer = head > *h;
+            if newer {
+                *h = head;
+            }
+            newer
+        });
     }
 
     /// A receiver that changes whenever new events are sequenced.

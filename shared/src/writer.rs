@@ -279,15 +279,31 @@ async fn write_loop(
             }
         }
         let size = jobs.len();
-        if run_batch(&db, exclusive, clock.now(), jobs).await {
-            relay.poke();
+        match run_batch(&db, exclusive, clock.now(), jobs).await {
+            Committed::Sequenced(head) => relay.advance(head),
+            Committed::Unsequenced => relay.poke(),
+            Committed::NoEvents => {}
         }
         tracing::trace!(size, "write batch done");
     }
 }
 
-/// Runs one batch; true when it committed events.
-async fn run_batch(db: &Db, exclusive: bool, now: DateTime<Utc>, jobs: Vec<Box<dyn Job>>) -> bool {
+/// What a batch committed, for the outbox relay.
+enum Committed {
+    NoEvents,
+    /// Events, already sequenced up to this head (single writer).
+    Sequenced(i64),
+    /// Events the relay must sequence.
+    Unsequenced,
+}
+
+/// Runs one batch.
+async fn run_batch(
+    db: &Db,
+    exclusive: bool,
+    now: DateTime<Utc>,
+    jobs: Vec<Box<dyn Job>>,
+) -> Committed {
     let tx = match db.begin().await {
         Ok(tx) => tx,
         Err(err) => {
@@ -295,7 +311,7 @@ async fn run_batch(db: &Db, exclusive: bool, now: DateTime<Utc>, jobs: Vec<Box<d
             for job in jobs {
                 job.fail(&err);
             }
-            return false;
+            return Committed::NoEvents;
         }
     };
     let mut unit = Unit {
@@ -389,13 +405,22 @@ async fn run_batch(db: &Db, exclusive: bool, now: DateTime<Utc>, jobs: Vec<Box<d
     let committed = async {
         if !kept_any {
             // Nothing to keep (every job failed or replayed).
-            return tx.rollback().await;
+            tx.rollback().await?;
+            return Ok(Committed::NoEvents);
         }
-        outbox::append_many(&mut tx, &events).await?;
+        let outcome = if events.is_empty() {
+            Committed::NoEvents
+        } else if exclusive {
+            Committed::Sequenced(outbox::append_sequenced(&mut tx, &events).await?)
+        } else {
+            outbox::append_many(&mut tx, &events).await?;
+            Committed::Unsequenced
+        };
         if !new_keys.is_empty() {
             idempotency::insert_many(&mut tx, &new_keys, now).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(outcome)
     }
     .await;
     if let Err(err) = &committed {
@@ -404,7 +429,7 @@ async fn run_batch(db: &Db, exclusive: bool, now: DateTime<Utc>, jobs: Vec<Box<d
     for deliver in delivers {
         deliver(committed.as_ref().map(|_| ()));
     }
-    committed.is_ok() && !events.is_empty()
+    committed.unwrap_or(Committed::NoEvents)
 }
 
 /// A savepoint statement, sent unprepared (it has no parameters).
@@ -414,7 +439,7 @@ async fn savepoint(tx: &mut Tx, sql: &'static str) -> Result<(), sqlx::Error> {
 
 /// Fails a batch whose transaction broke: mutations already run and those
 /// not yet run all get the error; nothing of the batch commits.
-fn abort(err: &sqlx::Error, delivers: Vec<Deliver>, rest: Vec<Box<dyn Job>>) -> bool {
+fn abort(err: &sqlx::Error, delivers: Vec<Deliver>, rest: Vec<Box<dyn Job>>) -> Committed {
     tracing::warn!(error = %err, "a write batch was rolled back");
     for deliver in delivers {
         deliver(Err(err));
@@ -422,7 +447,7 @@ fn abort(err: &sqlx::Error, delivers: Vec<Deliver>, rest: Vec<Box<dyn Job>>) -> 
     for job in rest {
         job.fail(err);
     }
-    false
+    Committed::NoEvents
 }
 
 #[cfg(test)]
@@ -441,7 +466,9 @@ mod tests {
         CREATE TABLE outbox (
             id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
             subject_id TEXT NOT NULL, kind TEXT NOT NULL, payload BLOB NOT NULL,
-            created_at BIGINT NOT NULL, seq BIGINT UNIQUE);";
+            created_at BIGINT NOT NULL, seq BIGINT UNIQUE);
+        CREATE TABLE outbox_head (id INTEGER PRIMARY KEY CHECK (id = 1), last_seq BIGINT NOT NULL);
+        INSERT INTO outbox_head (id, last_seq) VALUES (1, 0);";
 
     #[derive(Debug)]
     enum TestError {
@@ -581,6 +608,15 @@ mod tests {
         let mut expected = vec!["first".to_owned()];
         expected.extend((2..=20).step_by(2).map(|n| format!("item-{n}")));
         assert_eq!(events, expected, "one event per kept mutation, in order");
+        let sequences: Vec<i64> = sqlx::query_scalar("SELECT seq FROM outbox ORDER BY id")
+            .fetch_all(db.reader())
+            .await
+            .expect("sequences");
+        assert_eq!(
+            sequences,
+            (1..=11).collect::<Vec<i64>>(),
+            "sequenced at commit"
+        );
         db.close().await;
     }
 
