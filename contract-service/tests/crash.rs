@@ -249,28 +249,7 @@ async fn sigkill_during_log_time(url: &str) {
 
     // One ContractCreated per contract and one TimeLogged per stored entry,
     // sequenced 1..=N without a gap.
-    use tokio_stream::StreamExt;
-    let expected = DIARIES + stored.len();
-    let mut stream = client
-        .watch_events(authorized(
-            &["events:read"],
-            pb::WatchEventsRequest { after_sequence: 0 },
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
-    let mut events = Vec::new();
-    while events.len() < expected {
-        let next = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .expect("every event arrives")
-            .expect("stream open")
-            .expect("event");
-        events.push(next.event.expect("event"));
-    }
-    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
-    let contiguous: Vec<i64> = (1..=i64::try_from(expected).expect("small")).collect();
-    assert_eq!(sequences, contiguous, "a gap or a reorder ({url})");
+    let events = whole_outbox(&mut client, DIARIES + stored.len(), url).await;
     let logged: HashSet<String> = events
         .iter()
         .filter_map(|e| match &e.payload {
@@ -279,8 +258,6 @@ async fn sigkill_during_log_time(url: &str) {
         })
         .collect();
     assert_eq!(logged, stored, "one TimeLogged per stored entry ({url})");
-    let extra = tokio::time::timeout(Duration::from_millis(800), stream.next()).await;
-    assert!(extra.is_err(), "no event beyond the state changes ({url})");
     child.kill().await.expect("stop");
 }
 
@@ -425,8 +402,26 @@ async fn sigkill_then_restart(url: &str) {
     }
 
     // The outbox: one event per state change, sequences 1..=N without gaps.
+    let events = whole_outbox(&mut client, stored_contracts + stored_payments, url).await;
+    let created = events
+        .iter()
+        .filter(|e| matches!(e.payload, Some(pb::event::Payload::ContractCreated(_))))
+        .count();
+    assert_eq!(
+        created, stored_contracts,
+        "one ContractCreated per contract ({url})"
+    );
+    child.kill().await.expect("stop");
+}
+
+/// The whole outbox, which must hold exactly `expected` events, sequenced
+/// 1..=N without a gap or a reorder, with no event id twice.
+async fn whole_outbox(
+    client: &mut ContractServiceClient<Channel>,
+    expected: usize,
+    url: &str,
+) -> Vec<pb::Event> {
     use tokio_stream::StreamExt;
-    let expected = stored_contracts + stored_payments;
     let mut stream = client
         .watch_events(authorized(
             &["events:read"],
@@ -452,15 +447,7 @@ async fn sigkill_then_restart(url: &str) {
     );
     let unique: HashSet<_> = events.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(unique.len(), events.len(), "duplicate event ids ({url})");
-    let created = events
-        .iter()
-        .filter(|e| matches!(e.payload, Some(pb::event::Payload::ContractCreated(_))))
-        .count();
-    assert_eq!(
-        created, stored_contracts,
-        "one ContractCreated per contract ({url})"
-    );
     let extra = tokio::time::timeout(Duration::from_millis(800), stream.next()).await;
     assert!(extra.is_err(), "no event beyond the state changes ({url})");
-    child.kill().await.expect("stop");
+    events
 }

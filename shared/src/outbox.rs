@@ -57,25 +57,9 @@ pub async fn append(
 }
 
 /// Adds the events of a write batch, in order, with as few statements as
-/// the engines' parameter limits allow.
+/// the engines' parameter limits allow; the relay sequences them.
 pub async fn append_many(tx: &mut Tx, events: &[NewEvent]) -> Result<(), sqlx::Error> {
-    for chunk in events.chunks(100) {
-        let sql = format!(
-            "INSERT INTO outbox (event_id, subject_id, kind, payload, created_at) VALUES {}",
-            crate::db::placeholder_rows(chunk.len(), 5)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for event in chunk {
-            query = query
-                .bind(event.event_id.clone())
-                .bind(event.subject_id.clone())
-                .bind(event.kind)
-                .bind(event.payload.clone())
-                .bind(crate::time::to_micros(event.created_at));
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
+    insert_rows(tx, events, None).await
 }
 
 /// Adds a write batch's events with their sequence numbers assigned at once,
@@ -90,11 +74,25 @@ pub async fn append_sequenced(tx: &mut Tx, events: &[NewEvent]) -> Result<i64, s
     .bind(count)
     .fetch_one(&mut **tx)
     .await?;
-    let mut next = head - count + 1;
+    insert_rows(tx, events, Some(head - count + 1)).await?;
+    Ok(head)
+}
+
+/// Multi-row INSERTs of `events`, numbered from `first_seq` when given.
+async fn insert_rows(
+    tx: &mut Tx,
+    events: &[NewEvent],
+    first_seq: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    let (columns, seq_column) = match first_seq {
+        Some(_) => (6, ", seq"),
+        None => (5, ""),
+    };
+    let mut next = first_seq.unwrap_or_default();
     for chunk in events.chunks(100) {
         let sql = format!(
-            "INSERT INTO outbox (event_id, subject_id, kind, payload, created_at, seq) VALUES {}",
-            crate::db::placeholder_rows(chunk.len(), 6)
+            "INSERT INTO outbox (event_id, subject_id, kind, payload, created_at{seq_column}) VALUES {}",
+            crate::db::placeholder_rows(chunk.len(), columns)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for event in chunk {
@@ -103,13 +101,15 @@ pub async fn append_sequenced(tx: &mut Tx, events: &[NewEvent]) -> Result<i64, s
                 .bind(event.subject_id.clone())
                 .bind(event.kind)
                 .bind(event.payload.clone())
-                .bind(crate::time::to_micros(event.created_at))
-                .bind(next);
-            next += 1;
+                .bind(crate::time::to_micros(event.created_at));
+            if first_seq.is_some() {
+                query = query.bind(next);
+                next += 1;
+            }
         }
         query.execute(&mut **tx).await?;
     }
-    Ok(head)
+    Ok(())
 }
 
 /// Sequenced events after `after`, oldest first.

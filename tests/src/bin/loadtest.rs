@@ -604,20 +604,24 @@ impl Bench {
     /// Fresh contracts for a scenario that uses each one once, enough for
     /// `per_sec` calls a second over the warm-up and the measured time.
     async fn single_use(&self, per_sec: u64, tag: &str) -> anyhow::Result<Arc<Vec<Fixture>>> {
-        let count = per_sec as f64 * (self.pace.warm_up + self.pace.measured).as_secs_f64();
-        let count = count.ceil() as u64;
-        let count = usize::try_from(count).unwrap_or(usize::MAX);
-        Ok(Arc::new(
-            create_contracts(&self.contracts, &self.tokens, count, 50, false, tag).await?,
-        ))
+        self.fresh_contracts(per_sec, tag, false).await
     }
 
     /// Like [`Self::single_use`], with the contracts ended.
     async fn single_use_ended(&self, per_sec: u64, tag: &str) -> anyhow::Result<Arc<Vec<Fixture>>> {
+        self.fresh_contracts(per_sec, tag, true).await
+    }
+
+    async fn fresh_contracts(
+        &self,
+        per_sec: u64,
+        tag: &str,
+        ended: bool,
+    ) -> anyhow::Result<Arc<Vec<Fixture>>> {
         let count = per_sec as f64 * (self.pace.warm_up + self.pace.measured).as_secs_f64();
         let count = usize::try_from(count.ceil() as u64).unwrap_or(usize::MAX);
         Ok(Arc::new(
-            create_contracts(&self.contracts, &self.tokens, count, 50, true, tag).await?,
+            create_contracts(&self.contracts, &self.tokens, count, 50, ended, tag).await?,
         ))
     }
 
