@@ -139,6 +139,27 @@ impl FeedbackApi {
     }
 }
 
+/// Fails unless the contract is eligible for mid-contract feedback at `now`,
+/// judged on its latest feedback as read in the write transaction (after the
+/// caller took the contract's lock).
+async fn require_eligible(
+    unit: &mut Unit,
+    facts: &ContractFacts,
+    cohort: Cohort,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let id = std::slice::from_ref(&facts.id);
+    let last = store::last_mid_feedback_times(&mut **unit.tx(), id).await?;
+    let e =
+        domain::mid_contract_eligibility(facts, last.get(&facts.id).copied(), cohort, rules, now);
+    if e.eligible() {
+        Ok(())
+    } else {
+        Err(Error::NotEligible(e.unmet))
+    }
+}
+
 /// What the client is told when the freelancer asks for feedback.
 const REQUEST_NOTIFICATION_TEXT: &str =
     "Your freelancer asked for feedback on your contract. You have 14 days to respond.";
@@ -458,21 +479,7 @@ impl FeedbackApi {
                     Box::pin(async move {
                         // Under the contract's lock, so two concurrent submits cannot both see "eligible".
                         store::lock_contract(unit.tx(), &id).await?;
-                        let last = store::last_mid_feedback_times(
-                            &mut **unit.tx(),
-                            std::slice::from_ref(&id),
-                        )
-                        .await?;
-                        let e = domain::mid_contract_eligibility(
-                            &facts,
-                            last.get(&id).copied(),
-                            cohort,
-                            &rules,
-                            now,
-                        );
-                        if !e.eligible() {
-                            return Err(Error::NotEligible(e.unmet));
-                        }
+                        require_eligible(unit, &facts, cohort, &rules, now).await?;
                         let feedback_id = ids::new_id("mfb");
                         let fulfilled =
                             store::fulfil_pending_request(unit.tx(), &id, &feedback_id, now)
@@ -510,7 +517,7 @@ impl FeedbackApi {
                                 },
                             ),
                         );
-                        Ok(response)
+                        Ok::<_, Error>(response)
                     })
                 },
             )
@@ -554,21 +561,7 @@ impl FeedbackApi {
                         let expired =
                             store::expire_requests(unit.tx(), Some(&id), now, 100).await?;
                         emit_expired(unit, &expired, now);
-                        let last = store::last_mid_feedback_times(
-                            &mut **unit.tx(),
-                            std::slice::from_ref(&id),
-                        )
-                        .await?;
-                        let e = domain::mid_contract_eligibility(
-                            &facts,
-                            last.get(&id).copied(),
-                            cohort,
-                            &rules,
-                            now,
-                        );
-                        if !e.eligible() {
-                            return Err(Error::NotEligible(e.unmet));
-                        }
+                        require_eligible(unit, &facts, cohort, &rules, now).await?;
                         let request = store::FeedbackRequest {
                             id: ids::new_id("frq"),
                             contract_id: id.clone(),
@@ -612,7 +605,7 @@ impl FeedbackApi {
                         let response = pb::RequestMidContractFeedbackResponse {
                             feedback_request: Some(view),
                         };
-                        Ok(response)
+                        Ok::<_, Error>(response)
                     })
                 },
             )
@@ -849,7 +842,7 @@ impl FeedbackApi {
                             feedback: Some(end_pb(&feedback, true, None)),
                             revealed,
                         };
-                        Ok(response)
+                        Ok::<_, Error>(response)
                     })
                 },
             )
@@ -982,7 +975,7 @@ impl FeedbackApi {
                                 reply: response.reply.clone(),
                             }),
                         );
-                        Ok(response)
+                        Ok::<_, Error>(response)
                     })
                 },
             )

@@ -33,29 +33,6 @@ pub struct NewEvent {
     pub created_at: DateTime<Utc>,
 }
 
-/// Adds an event to the outbox inside the state change's transaction.
-pub async fn append(
-    tx: &mut Tx,
-    event_id: &str,
-    subject_id: &str,
-    kind: &str,
-    payload: Vec<u8>,
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO outbox (event_id, subject_id, kind, payload, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(event_id)
-    .bind(subject_id)
-    .bind(kind)
-    .bind(payload)
-    .bind(crate::time::to_micros(now))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Adds the events of a write batch, in order, with as few statements as
 /// the engines' parameter limits allow; the relay sequences them.
 pub async fn append_many(tx: &mut Tx, events: &[NewEvent]) -> Result<(), sqlx::Error> {

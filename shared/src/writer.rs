@@ -185,7 +185,6 @@ fn batch_failed<E: From<IdempotencyError>>(err: &sqlx::Error) -> E {
 #[derive(Debug, Clone)]
 pub struct Mutations {
     queue: mpsc::Sender<Box<dyn Job>>,
-    clock: SharedClock,
 }
 
 impl std::fmt::Debug for dyn Job {
@@ -215,7 +214,7 @@ impl Mutations {
                 options.max_batch.max(1),
             ));
         }
-        Self { queue, clock }
+        Self { queue }
     }
 
     /// Runs `work` for `method` in a write transaction and answers once it
@@ -247,11 +246,6 @@ impl Mutations {
             return Err(abandoned());
         }
         answer.await.unwrap_or_else(|_| Err(abandoned()))
-    }
-
-    /// The clock mutations are timed by.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
     }
 }
 
@@ -547,6 +541,21 @@ mod tests {
         }
     }
 
+    /// A mutation that holds the writer for 200 ms (item `id` = 0), so what
+    /// is submitted meanwhile queues up into one batch.
+    fn hold_the_writer(
+        mutations: &Mutations,
+        id: &str,
+    ) -> tokio::task::JoinHandle<Result<i64, TestError>> {
+        tokio::spawn(insert(
+            mutations,
+            id.into(),
+            0,
+            Duration::from_millis(200),
+            None,
+        ))
+    }
+
     async fn count(db: &Db, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(db.reader())
@@ -560,13 +569,7 @@ mod tests {
         let (db, mutations) = open("batch").await;
         // The first mutation holds the writer while 20 more queue behind it,
         // so they run as one batch.
-        let first = tokio::spawn(insert(
-            &mutations,
-            "first".into(),
-            0,
-            Duration::from_millis(200),
-            None,
-        ));
+        let first = hold_the_writer(&mutations, "first");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let rest: Vec<_> = (1..=20)
             .map(|n| {
@@ -623,13 +626,7 @@ mod tests {
     #[tokio::test]
     async fn a_retry_in_the_same_batch_or_a_later_one_replays_and_other_parameters_are_refused() {
         let (db, mutations) = open("replay").await;
-        let hold = tokio::spawn(insert(
-            &mutations,
-            "hold".into(),
-            0,
-            Duration::from_millis(200),
-            None,
-        ));
+        let hold = hold_the_writer(&mutations, "hold");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let key = || Some("req-1".to_owned());
         let a = tokio::spawn(insert(&mutations, "a".into(), 2, Duration::ZERO, key()));
@@ -653,13 +650,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_mutation_fails_alone() {
         let (db, mutations) = open("panic").await;
-        let hold = tokio::spawn(insert(
-            &mutations,
-            "hold".into(),
-            0,
-            Duration::from_millis(200),
-            None,
-        ));
+        let hold = hold_the_writer(&mutations, "hold");
         tokio::time::sleep(Duration::from_millis(50)).await;
         let m = mutations.clone();
         let panics = tokio::spawn(async move {
