@@ -45,7 +45,8 @@ impl Application {
         let token = contract_service_token(config)?;
         let contracts = Contracts::connect_lazy(
             &config.contract_service_url,
-            token,
+            &token,
+            usize::from(config.contract_service_connections),
             Duration::from_millis(config.contract_service_timeout_ms),
             Duration::from_millis(config.contract_service_connect_timeout_ms),
             metrics.clone(),

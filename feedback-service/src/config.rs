@@ -57,6 +57,14 @@ pub struct Config {
         default_value = "http://127.0.0.1:50051"
     )]
     pub contract_service_url: String,
+    /// HTTP/2 connections to contract-service, used in turn.
+    #[arg(
+        long,
+        env = "CONTRACT_SERVICE_CONNECTIONS",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    pub contract_service_connections: u16,
     /// Longest a call to contract-service may take (the caller's deadline may cut it shorter).
     #[arg(long, env = "CONTRACT_SERVICE_TIMEOUT_MS", default_value_t = 2_000)]
     pub contract_service_timeout_ms: u64,

@@ -2,9 +2,12 @@
 //! bonus payments, with the caller's remaining deadline passed on and
 //! transport failures reported as UNAVAILABLE.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -14,11 +17,16 @@ use shared::observe::{Observe, ObserveLayer};
 use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
 
-/// A pooled HTTP/2 channel to contract-service and the token feedback-service calls it with.
+type Client = ContractServiceClient<Observe<Channel>>;
+
+/// HTTP/2 connections to contract-service, taken in turn (one connection's
+/// task would carry every call otherwise), and the token feedback-service
+/// calls it with, made into a header once.
 #[derive(Debug, Clone)]
 pub struct Contracts {
-    client: ContractServiceClient<Observe<Channel>>,
-    token: String,
+    clients: Arc<[Client]>,
+    next: Arc<AtomicUsize>,
+    authorization: AsciiMetadataValue,
     /// The longest any one call may take, whatever the caller allows.
     timeout: Duration,
     /// Attempts for idempotent reads that fail UNAVAILABLE.
@@ -26,34 +34,50 @@ pub struct Contracts {
 }
 
 impl Contracts {
-    /// A lazily connecting client: contract-service may be down at start-up.
+    /// A lazily connecting client with `connections` HTTP/2 connections:
+    /// contract-service may be down at start-up.
     pub fn connect_lazy(
         url: &str,
-        token: String,
+        token: &str,
+        connections: usize,
         timeout: Duration,
         connect_timeout: Duration,
-        metrics: std::sync::Arc<shared::metrics::Metrics>,
+        metrics: Arc<shared::metrics::Metrics>,
         tls: Option<tonic::transport::ClientTlsConfig>,
-    ) -> Result<Self, tonic::transport::Error> {
+    ) -> anyhow::Result<Self> {
         let mut endpoint = Endpoint::from_shared(url.to_owned())?;
         if let Some(tls) = tls {
             endpoint = endpoint.tls_config(tls)?;
         }
-        let channel = endpoint
+        let endpoint = endpoint
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        let observed = tower::ServiceBuilder::new()
-            .layer(ObserveLayer::client(metrics))
-            .service(channel);
+            .keep_alive_while_idle(true);
+        let clients = (0..connections.max(1))
+            .map(|_| {
+                let observed = tower::ServiceBuilder::new()
+                    .layer(ObserveLayer::client(metrics.clone()))
+                    .service(endpoint.connect_lazy());
+                ContractServiceClient::new(observed)
+            })
+            .collect();
+        let authorization = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the contract-service token is not a valid header value"))?;
         Ok(Self {
-            client: ContractServiceClient::new(observed),
-            token,
+            clients,
+            next: Arc::new(AtomicUsize::new(0)),
+            authorization,
             timeout,
             attempts: 3,
         })
+    }
+
+    /// The next connection's client.
+    fn client(&self) -> Client {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len();
+        self.clients[i].clone()
     }
 
     /// How many times an idempotent read is tried when contract-service is UNAVAILABLE.
@@ -92,9 +116,9 @@ impl Contracts {
     fn request<T>(&self, message: T, caller_deadline: Option<Duration>) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(caller_deadline.map_or(self.timeout, |d| d.min(self.timeout)));
-        if let Ok(value) = format!("Bearer {}", self.token).parse() {
-            request.metadata_mut().insert("authorization", value);
-        }
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
         request
     }
 
@@ -112,7 +136,7 @@ impl Contracts {
                     },
                     left,
                 );
-                let mut client = self.client.clone();
+                let mut client = self.client();
                 async move { client.get_contract(request).await }
             })
             .await;
@@ -140,7 +164,7 @@ impl Contracts {
                     },
                     left,
                 );
-                let mut client = self.client.clone();
+                let mut client = self.client();
                 async move { client.batch_get_contracts(request).await }
             })
             .await
@@ -179,8 +203,7 @@ impl Contracts {
             None,
         );
         let response = self
-            .client
-            .clone()
+            .client()
             .record_payment(request)
             .await
             .map_err(failure)?;
@@ -233,7 +256,8 @@ mod tests {
     async fn the_callers_remaining_deadline_is_passed_on_capped_by_our_timeout() {
         let contracts = Contracts::connect_lazy(
             "http://127.0.0.1:9",
-            "token".into(),
+            "token",
+            2,
             Duration::from_secs(2),
             Duration::from_secs(1),
             shared::metrics::Metrics::new().expect("metrics"),

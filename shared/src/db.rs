@@ -4,17 +4,23 @@
 //! only the migrations differ per backend.
 //!
 //! SQLite allows one writer at a time. Rather than let concurrent writers
-//! collide (and surface "database is locked"), write transactions go through a
-//! one-connection writer pool and start with `BEGIN IMMEDIATE`; reads use a
-//! separate pool and never block on the writer thanks to WAL.
+//! collide (and surface "database is locked"), write transactions go through
+//! one write connection and start with `BEGIN IMMEDIATE`; reads use a
+//! separate pool and never block on the writer thanks to WAL. The write
+//! connection runs its statements on the calling thread
+//! ([`crate::sqlite_inline`]); a [`Tx`] is a sqlx `Executor` either way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::AnyConnection;
-use sqlx::any::AnyPoolOptions;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
+use sqlx::{Any, AnyConnection, AnyPool, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::sqlite_inline::InlineConnection;
 use crate::writer::WriteOptions;
 
 /// Which database engine is behind a [`Db`].
@@ -36,13 +42,13 @@ impl Backend {
         }
     }
 
-    /// The backend behind an open connection (a [`Tx`] derefs to one), for
-    /// the few statements whose SQL differs between the engines.
-    pub fn of_connection(conn: &AnyConnection) -> Self {
-        if conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
-            Self::Postgres
-        } else {
-            Self::Sqlite
+    /// The backend behind an open transaction, for the few statements
+    /// whose SQL differs between the engines.
+    pub fn of_connection(conn: &TxConn) -> Self {
+        match &conn.0 {
+            Inner::Inline(_) => Self::Sqlite,
+            Inner::Pooled(tx) if is_postgres(tx) => Self::Postgres,
+            Inner::Pooled(_) => Self::Sqlite,
         }
     }
 }
@@ -78,7 +84,7 @@ pub enum SqliteSync {
 }
 
 impl SqliteSync {
-    fn pragma(self) -> &'static str {
+    pub(crate) fn pragma(self) -> &'static str {
         match self {
             Self::Normal => "PRAGMA synchronous = NORMAL",
             Self::Full => "PRAGMA synchronous = FULL",
@@ -152,17 +158,161 @@ impl DbOptions {
     }
 }
 
-/// A service's database: a writer and a reader pool (the same pool on PostgreSQL).
+fn is_postgres(conn: &AnyConnection) -> bool {
+    conn.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME
+}
+
+/// A service's database: a writer and a reader pool (the same pool on
+/// PostgreSQL), and on SQLite the write connection.
 #[derive(Debug, Clone)]
 pub struct Db {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    /// SQLite's write connection (none for an in-memory database, whose
+    /// writes stay on the writer pool's one connection).
+    inline: Option<Arc<Mutex<InlineConnection>>>,
     writes: WriteOptions,
 }
 
-/// A write transaction.
-pub type Tx = Transaction<'static, Any>;
+/// A write transaction. Use `&mut **tx` (or `&mut *tx` on an owned one) as
+/// the executor of a sqlx query.
+#[derive(Debug)]
+pub struct Tx {
+    conn: TxConn,
+}
+
+/// The connection of a [`Tx`]: `&mut TxConn` is a sqlx `Executor` for the
+/// `Any` driver.
+#[derive(Debug)]
+pub struct TxConn(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Pooled(Transaction<'static, Any>),
+    Inline(InlineTx),
+}
+
+/// The write connection, held for one transaction.
+#[derive(Debug)]
+struct InlineTx(OwnedMutexGuard<InlineConnection>);
+
+impl Drop for InlineTx {
+    fn drop(&mut self) {
+        // Neither committed nor rolled back (an error or a panic on the way):
+        // roll back, as a dropped sqlx transaction does.
+        if self.0.in_transaction()
+            && let Err(err) = self.0.batch("ROLLBACK")
+        {
+            tracing::error!(error = %err, "cannot roll back an abandoned write transaction");
+        }
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = TxConn;
+    fn deref(&self) -> &TxConn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut TxConn {
+        &mut self.conn
+    }
+}
+
+impl Tx {
+    /// Commits. On SQLite a failed COMMIT leaves nothing behind: the
+    /// transaction is rolled back.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self.conn.0 {
+            Inner::Pooled(tx) => tx.commit().await,
+            // Dropping the guard after a failed COMMIT rolls back.
+            Inner::Inline(inline) => inline.0.batch("COMMIT"),
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self.conn.0 {
+            Inner::Pooled(tx) => tx.rollback().await,
+            Inner::Inline(inline) => inline.0.batch("ROLLBACK"),
+        }
+    }
+}
+
+fn steps_stream<'e>(
+    steps: Result<Vec<crate::sqlite_inline::Step>, sqlx::Error>,
+) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> {
+    let items: Vec<_> = match steps {
+        Ok(steps) => steps.into_iter().map(Ok).collect(),
+        Err(err) => vec![Err(err)],
+    };
+    Box::pin(futures::stream::iter(items))
+}
+
+/// The SQL and arguments of a query, for the write connection.
+fn take<'q, E: Execute<'q, Any>>(
+    mut query: E,
+) -> Result<(SqlStr, Option<sqlx::any::AnyArguments>), sqlx::Error> {
+    let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
+    Ok((query.sql(), arguments))
+}
+
+impl<'c> Executor<'c> for &'c mut TxConn {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match &mut self.0 {
+            Inner::Pooled(tx) => (&mut **tx).fetch_many(query),
+            Inner::Inline(inline) => steps_stream(
+                take(query).and_then(|(sql, arguments)| inline.0.run(sql.as_str(), arguments)),
+            ),
+        }
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        match &mut self.0 {
+            Inner::Pooled(tx) => (&mut **tx).fetch_optional(query),
+            Inner::Inline(inline) => {
+                let row = take(query)
+                    .and_then(|(sql, arguments)| inline.0.run(sql.as_str(), arguments))
+                    .map(|steps| steps.into_iter().find_map(|step| step.right()));
+                Box::pin(std::future::ready(row))
+            }
+        }
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        match &mut self.0 {
+            Inner::Pooled(tx) => (&mut **tx).prepare_with(sql, parameters),
+            Inner::Inline(_) => Box::pin(std::future::ready(Err(sqlx::Error::Protocol(
+                "the SQLite write connection prepares statements when they run".into(),
+            )))),
+        }
+    }
+}
 
 impl Db {
     /// Opens the pools (creating a SQLite file and its directory if needed).
@@ -195,6 +345,7 @@ impl Db {
                     backend,
                     writer: pool.clone(),
                     reader: pool,
+                    inline: None,
                     writes,
                 })
             }
@@ -216,10 +367,18 @@ impl Db {
                     })
                     .connect_lazy(&url)
                     .map_err(DbError::Connect)?;
+                // The writer pool's connection created the file.
+                let inline = match sqlite_path(&url) {
+                    Some(path) => Some(Arc::new(Mutex::new(
+                        InlineConnection::open(path, sync).map_err(DbError::Connect)?,
+                    ))),
+                    None => None,
+                };
                 Ok(Self {
                     backend,
                     writer,
                     reader,
+                    inline,
                     writes,
                 })
             }
@@ -249,10 +408,18 @@ impl Db {
     /// (`BEGIN IMMEDIATE`), so a transaction never has to upgrade a read lock
     /// and can never fail with "database is locked" half-way through.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.writer.begin().await,
-        }
+        let conn = match (&self.inline, self.backend) {
+            (Some(inline), _) => {
+                let conn = inline.clone().lock_owned().await;
+                conn.batch("BEGIN IMMEDIATE")?;
+                Inner::Inline(InlineTx(conn))
+            }
+            (None, Backend::Sqlite) => Inner::Pooled(self.writer.begin_with("BEGIN IMMEDIATE").await?),
+            (None, Backend::Postgres) => Inner::Pooled(self.writer.begin().await?),
+        };
+        Ok(Tx {
+            conn: TxConn(conn),
+        })
     }
 
     /// Applies the service's migrations for this backend.
@@ -306,6 +473,13 @@ async fn sqlite_pragmas(conn: &mut AnyConnection, sync: SqliteSync) -> Result<()
     conn.execute("PRAGMA foreign_keys = ON").await?;
     conn.execute("PRAGMA busy_timeout = 10000").await?;
     Ok(())
+}
+
+/// The file of a SQLite URL; `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    (path != ":memory:" && !path.is_empty() && !query.contains("mode=memory")).then_some(path)
 }
 
 /// Makes sure a SQLite URL creates its file, and that the file's directory exists.

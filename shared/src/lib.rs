@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod paging;
 pub mod proto;
 pub mod server;
+pub mod sqlite_inline;
 pub mod status;
 pub mod telemetry;
 pub mod time;

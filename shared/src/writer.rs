@@ -206,13 +206,32 @@ impl Mutations {
             options.writers.max(1)
         };
         for _ in 0..writers {
-            tokio::spawn(write_loop(
+            let run = write_loop(
                 db.clone(),
                 clock.clone(),
                 relay.clone(),
                 rx.clone(),
                 options.max_batch.max(1),
-            ));
+            );
+            if db.backend() == Backend::Sqlite {
+                // SQLite's statements run on the thread that calls them: a
+                // thread of its own keeps a batch (and a commit's WAL
+                // checkpoint) off the threads that serve requests.
+                let started = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|runtime| {
+                        std::thread::Builder::new()
+                            .name("sqlite-writer".into())
+                            .spawn(move || runtime.block_on(run))
+                    });
+                if let Err(err) = started {
+                    // Without a writer every mutation answers UNAVAILABLE.
+                    tracing::error!(error = %err, "cannot start the SQLite writer thread");
+                }
+            } else {
+                tokio::spawn(run);
+            }
         }
         Self { queue }
     }

@@ -511,7 +511,8 @@ async fn a_bonus_survives_both_services_crashing_between_the_steps(backend: Test
     .expect("mint");
     let payer = feedback_service::contracts::Contracts::connect_lazy(
         &format!("http://{}", s.contracts.addr),
-        token,
+        &token,
+        1,
         std::time::Duration::from_secs(2),
         std::time::Duration::from_secs(1),
         shared::metrics::Metrics::new().expect("metrics"),
