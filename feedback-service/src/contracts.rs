@@ -62,9 +62,9 @@ impl Contracts {
                 ContractServiceClient::new(observed)
             })
             .collect();
-        let authorization = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| anyhow::anyhow!("the contract-service token is not a valid header value"))?;
+        let authorization = format!("Bearer {token}").parse().map_err(|_| {
+            anyhow::anyhow!("the contract-service token is not a valid header value")
+        })?;
         Ok(Self {
             clients,
             next: Arc::new(AtomicUsize::new(0)),

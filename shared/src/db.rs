@@ -17,7 +17,9 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{Any, AnyConnection, AnyPool, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction};
+use sqlx::{
+    Any, AnyConnection, AnyPool, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction,
+};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::sqlite_inline::InlineConnection;
@@ -168,7 +170,7 @@ fn is_postgres(conn: &AnyConnection) -> bool {
 pub struct Db {
     backend: Backend,
     writer: AnyPool,
-    reader: AnyPool,
+    reader: Reader,
     /// SQLite's write connection (none for an in-memory database, whose
     /// writes stay on the writer pool's one connection).
     inline: Option<Arc<Mutex<InlineConnection>>>,
@@ -344,7 +346,7 @@ impl Db {
                 Ok(Self {
                     backend,
                     writer: pool.clone(),
-                    reader: pool,
+                    reader: Reader::pooled(pool),
                     inline: None,
                     writes,
                 })
@@ -368,11 +370,24 @@ impl Db {
                     .connect_lazy(&url)
                     .map_err(DbError::Connect)?;
                 // The writer pool's connection created the file.
-                let inline = match sqlite_path(&url) {
-                    Some(path) => Some(Arc::new(Mutex::new(
-                        InlineConnection::open(path, sync).map_err(DbError::Connect)?,
-                    ))),
-                    None => None,
+                let (inline, reader) = match sqlite_path(&url) {
+                    Some(path) => {
+                        let writer =
+                            InlineConnection::open(path, sync, false).map_err(DbError::Connect)?;
+                        let readers = (0..options.max_connections.unwrap_or(4).max(1))
+                            .map(|_| InlineConnection::open(path, sync, true).map(Mutex::new))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(DbError::Connect)?;
+                        (
+                            Some(Arc::new(Mutex::new(writer))),
+                            Reader {
+                                pool: reader,
+                                inline: Arc::new(readers),
+                                next: Arc::default(),
+                            },
+                        )
+                    }
+                    None => (None, Reader::pooled(reader)),
                 };
                 Ok(Self {
                     backend,
@@ -394,9 +409,19 @@ impl Db {
         self.writes
     }
 
-    /// The pool for reads outside a transaction.
-    pub fn reader(&self) -> &AnyPool {
+    /// Where reads outside a transaction run (`&Reader` is a sqlx executor).
+    pub fn reader(&self) -> &Reader {
         &self.reader
+    }
+
+    /// Connections of the writer and of the readers: (name, open, idle).
+    pub fn occupancy(&self) -> [(&'static str, u32, usize); 2] {
+        let writer = match &self.inline {
+            Some(conn) => (1, usize::from(conn.try_lock().is_ok())),
+            None => (self.writer.size(), self.writer.num_idle()),
+        };
+        let (size, idle) = self.reader.occupancy();
+        [("writer", writer.0, writer.1), ("reader", size, idle)]
     }
 
     /// The pool write transactions use (the same as the reader on PostgreSQL).
@@ -414,12 +439,12 @@ impl Db {
                 conn.batch("BEGIN IMMEDIATE")?;
                 Inner::Inline(InlineTx(conn))
             }
-            (None, Backend::Sqlite) => Inner::Pooled(self.writer.begin_with("BEGIN IMMEDIATE").await?),
+            (None, Backend::Sqlite) => {
+                Inner::Pooled(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+            }
             (None, Backend::Postgres) => Inner::Pooled(self.writer.begin().await?),
         };
-        Ok(Tx {
-            conn: TxConn(conn),
-        })
+        Ok(Tx { conn: TxConn(conn) })
     }
 
     /// Applies the service's migrations for this backend.
@@ -447,7 +472,7 @@ impl Db {
     /// Closes both pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
         self.writer.close().await;
-        self.reader.close().await;
+        self.reader.pool.close().await;
     }
 }
 
@@ -473,6 +498,102 @@ async fn sqlite_pragmas(conn: &mut AnyConnection, sync: SqliteSync) -> Result<()
     conn.execute("PRAGMA foreign_keys = ON").await?;
     conn.execute("PRAGMA busy_timeout = 10000").await?;
     Ok(())
+}
+
+/// Where reads outside a transaction run: PostgreSQL's pool, or SQLite's
+/// read connections, whose statements run on the calling thread (a read
+/// holds its connection only while its statement runs, so there is one
+/// waiting only when every connection is busy on another thread).
+#[derive(Debug, Clone)]
+pub struct Reader {
+    pool: AnyPool,
+    /// Empty: reads go to the pool (PostgreSQL, in-memory SQLite).
+    inline: Arc<Vec<Mutex<InlineConnection>>>,
+    /// Where a read waits when every connection is busy, taken in turn.
+    next: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Reader {
+    fn pooled(pool: AnyPool) -> Self {
+        Self {
+            pool,
+            inline: Arc::new(Vec::new()),
+            next: Arc::default(),
+        }
+    }
+
+    async fn connection(&self) -> tokio::sync::MutexGuard<'_, InlineConnection> {
+        for conn in self.inline.iter() {
+            if let Ok(conn) = conn.try_lock() {
+                return conn;
+            }
+        }
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inline[turn % self.inline.len()].lock().await
+    }
+
+    /// Open and idle connections.
+    fn occupancy(&self) -> (u32, usize) {
+        if self.inline.is_empty() {
+            return (self.pool.size(), self.pool.num_idle());
+        }
+        let idle = self.inline.iter().filter(|c| c.try_lock().is_ok()).count();
+        (u32::try_from(self.inline.len()).unwrap_or(u32::MAX), idle)
+    }
+}
+
+impl<'c> Executor<'c> for &'c Reader {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        use futures::StreamExt;
+        if self.inline.is_empty() {
+            return self.pool.fetch_many(query);
+        }
+        Box::pin(
+            futures::stream::once(async move {
+                let (sql, arguments) = take(query)?;
+                self.connection().await.run(sql.as_str(), arguments)
+            })
+            .flat_map(steps_stream),
+        )
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        if self.inline.is_empty() {
+            return self.pool.fetch_optional(query);
+        }
+        Box::pin(async move {
+            let (sql, arguments) = take(query)?;
+            let steps = self.connection().await.run(sql.as_str(), arguments)?;
+            Ok(steps.into_iter().find_map(|step| step.right()))
+        })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        self.pool.prepare_with(sql, parameters)
+    }
 }
 
 /// The file of a SQLite URL; `None` for an in-memory database.
@@ -595,13 +716,32 @@ mod tests {
             let mut options = DbOptions::new(format!("sqlite://{}/{sync:?}.db", dir.display()));
             options.sqlite_synchronous = sync;
             let db = Db::connect(&options).await.expect("open");
-            for pool in [db.writer(), db.reader()] {
-                let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                    .fetch_one(pool)
-                    .await
-                    .expect("pragma");
-                assert_eq!(level, expected, "{sync:?}");
-            }
+            let pragma = || sqlx::query_scalar::<_, i64>("PRAGMA synchronous");
+            assert_eq!(
+                pragma().fetch_one(db.writer()).await.expect("pragma"),
+                expected
+            );
+            assert_eq!(
+                pragma().fetch_one(db.reader()).await.expect("pragma"),
+                expected
+            );
+            // The write connection, outside the pools, too.
+            let mut tx = db.begin().await.expect("begin");
+            assert!(
+                matches!(tx.conn.0, Inner::Inline(_)),
+                "a file's writes run inline"
+            );
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("pragma");
+            assert_eq!(level, expected, "{sync:?} on the write connection");
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("pragma");
+            assert_eq!(journal, "wal");
+            tx.rollback().await.expect("rollback");
             db.close().await;
         }
         std::fs::remove_dir_all(dir).ok();

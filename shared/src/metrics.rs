@@ -161,9 +161,9 @@ impl Metrics {
     /// Refreshes the database gauges: pool occupancy, outbox backlog and
     /// head, and each `(gauge, SQL returning one count)` of the service's own.
     pub async fn sample(&self, db: &Db, extra: &[(IntGauge, &'static str)]) {
-        for (name, pool) in [("writer", db.writer()), ("reader", db.reader())] {
-            let size = i64::from(pool.size());
-            let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX);
+        for (name, size, idle) in db.occupancy() {
+            let size = i64::from(size);
+            let idle = i64::try_from(idle).unwrap_or(i64::MAX);
             self.db_connections
                 .with_label_values(&[name, "idle"])
                 .set(idle);

@@ -46,14 +46,15 @@ impl std::fmt::Debug for InlineConnection {
 
 impl InlineConnection {
     /// Opens the database file (created by the pools already) with the
-    /// same settings as every pooled connection.
-    pub(crate) fn open(path: &str, sync: SqliteSync) -> Result<Self, sqlx::Error> {
+    /// same settings as every pooled connection; a reader refuses writes.
+    pub(crate) fn open(path: &str, sync: SqliteSync, read_only: bool) -> Result<Self, sqlx::Error> {
         let conn = rusqlite::Connection::open(path).map_err(into_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; {}; PRAGMA temp_store = MEMORY; \
-             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-            sync.pragma()
+             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA query_only = {};",
+            sync.pragma(),
+            if read_only { "ON" } else { "OFF" }
         ))
         .map_err(into_sqlx)?;
         Ok(Self { conn })
@@ -247,5 +248,127 @@ impl DatabaseError for InlineError {
             ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
             _ => ErrorKind::Other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use crate::db::{Db, DbOptions};
+
+    async fn open(name: &str) -> (Db, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("inline-{name}-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let db = Db::connect(&DbOptions::new(format!("sqlite://{}/x.db", dir.display())))
+            .await
+            .expect("open");
+        sqlx::raw_sql(
+            "CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT NOT NULL CHECK (n >= 0), \
+             note TEXT, data BLOB, ratio DOUBLE PRECISION)",
+        )
+        .execute(db.writer())
+        .await
+        .expect("schema");
+        (db, dir)
+    }
+
+    #[tokio::test]
+    async fn statements_bind_by_number_and_rows_decode_as_through_sqlx() {
+        let (db, dir) = open("rows").await;
+        let mut tx = db.begin().await.expect("begin");
+        // $1 twice and out of order, as the store writes them.
+        let done = sqlx::query(
+            "INSERT INTO t (id, n, note, data, ratio) SELECT $2, $1, NULL, $3, 0.5 \
+             UNION ALL SELECT $2 || '-b', $1 + 1, 'b', NULL, NULL",
+        )
+        .bind(7_i64)
+        .bind("a")
+        .bind(vec![1_u8, 2, 3])
+        .execute(&mut *tx)
+        .await
+        .expect("insert");
+        assert_eq!(done.rows_affected(), 2);
+        let rows = sqlx::query("SELECT id, n, note, data, ratio FROM t ORDER BY id")
+            .fetch_all(&mut *tx)
+            .await
+            .expect("select");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].try_get::<String, _>("id").expect("id"), "a");
+        assert_eq!(rows[0].try_get::<i64, _>("n").expect("n"), 7);
+        assert_eq!(
+            rows[0].try_get::<Option<String>, _>("note").expect("note"),
+            None
+        );
+        assert_eq!(
+            rows[0].try_get::<Vec<u8>, _>("data").expect("data"),
+            vec![1, 2, 3]
+        );
+        assert_eq!(rows[0].try_get::<f64, _>("ratio").expect("ratio"), 0.5);
+        assert_eq!(rows[1].try_get::<i32, _>(1).expect("by index"), 8);
+        assert_eq!(
+            rows[1]
+                .try_get::<Option<String>, _>("note")
+                .expect("note")
+                .as_deref(),
+            Some("b")
+        );
+        let none = sqlx::query("SELECT id FROM t WHERE id = $1")
+            .bind("missing")
+            .fetch_optional(&mut *tx)
+            .await
+            .expect("select");
+        assert!(none.is_none());
+        // A SELECT reports no rows affected, whatever ran before it.
+        let read = sqlx::query("SELECT 1")
+            .execute(&mut *tx)
+            .await
+            .expect("select");
+        assert_eq!(read.rows_affected(), 0);
+        tx.commit().await.expect("commit");
+        let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(db.reader())
+            .await
+            .expect("count");
+        assert_eq!(seen, 2, "committed rows are visible to the readers");
+        db.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn constraint_errors_read_as_sqlx_reports_them_and_a_dropped_transaction_rolls_back() {
+        let (db, dir) = open("errors").await;
+        let mut tx = db.begin().await.expect("begin");
+        sqlx::query("INSERT INTO t (id, n) VALUES ($1, 1)")
+            .bind("a")
+            .execute(&mut *tx)
+            .await
+            .expect("insert");
+        let duplicate = sqlx::query("INSERT INTO t (id, n) VALUES ($1, 1)")
+            .bind("a")
+            .execute(&mut *tx)
+            .await
+            .expect_err("duplicate");
+        match &duplicate {
+            sqlx::Error::Database(e) => assert!(e.is_unique_violation(), "{e}"),
+            other => panic!("not a database error: {other}"),
+        }
+        assert!(crate::db::violated_constraint(&duplicate).is_some_and(|c| c.contains("t.id")));
+        let negative = sqlx::query("INSERT INTO t (id, n) VALUES ('b', -1)")
+            .execute(&mut *tx)
+            .await
+            .expect_err("check");
+        assert!(matches!(&negative, sqlx::Error::Database(e) if e.is_check_violation()));
+        drop(tx);
+        // Dropped without commit: rolled back, and the connection is free.
+        let mut tx = db.begin().await.expect("begin again");
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("count");
+        assert_eq!(n, 0);
+        tx.rollback().await.expect("rollback");
+        db.close().await;
+        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -47,13 +47,30 @@ macro_rules! decode {
         let int = |c: &str| row.try_get::<i64, _>(c);
         let opt_int = |c: &str| row.try_get::<Option<i64>, _>(c);
         let mut n = 0usize;
-        for c in ["id", "client_id", "freelancer_id", "title", "contract_type", "currency", "state", "end_reason"] {
+        for c in [
+            "id",
+            "client_id",
+            "freelancer_id",
+            "title",
+            "contract_type",
+            "currency",
+            "state",
+            "end_reason",
+        ] {
             n += text(c)?.len();
         }
         for c in ["agency_id", "ended_by"] {
             n += opt_text(c)?.map_or(0, |s| s.len());
         }
-        for c in ["hourly_rate_minor", "weekly_limit_minutes", "allow_manual_time", "start_at", "created_at", "updated_at", "net_paid_minor"] {
+        for c in [
+            "hourly_rate_minor",
+            "weekly_limit_minutes",
+            "allow_manual_time",
+            "start_at",
+            "created_at",
+            "updated_at",
+            "net_paid_minor",
+        ] {
             n += usize::from(int(c)? != 0);
         }
         for c in ["end_at", "last_paid_at", "diary_locked_at"] {
@@ -72,7 +89,12 @@ fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -146,7 +168,8 @@ fn report(backend: &str, any: &Figure, native: &Figure) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sql: &'static str = Box::leak(format!("SELECT {COLUMNS} FROM contracts WHERE id = $1").into_boxed_str());
+    let sql: &'static str =
+        Box::leak(format!("SELECT {COLUMNS} FROM contracts WHERE id = $1").into_boxed_str());
 
     // SQLite: the service's own pools (Any) against a native pool with the same pragmas.
     let dir = std::env::temp_dir().join(format!("drivers-{}", std::process::id()));
@@ -199,7 +222,9 @@ async fn main() -> anyhow::Result<()> {
             if url.contains('?') { "&" } else { "?" }
         );
         let admin = PgPoolOptions::new().max_connections(1).connect(url).await?;
-        admin.execute(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).await?;
+        admin
+            .execute(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .await?;
         let outcome = async {
             let db = Db::connect(&DbOptions::new(scoped.clone())).await?;
             db.migrate(&contract_service::store::MIGRATIONS).await?;
@@ -232,7 +257,9 @@ async fn main() -> anyhow::Result<()> {
             anyhow::Ok(())
         }
         .await;
-        admin.execute(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).await?;
+        admin
+            .execute(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .await?;
         outcome?;
     }
     Ok(())
