@@ -1,7 +1,8 @@
 //! What the sqlx `Any` driver costs against the native SQLite and PostgreSQL
-//! drivers, on the service's hottest read (GetContract's statement, every
-//! column decoded), in one process and one run: calls per second and CPU
-//! time per call, `Any` and native side by side.
+//! drivers, and what the services' own SQLite connections (statements on
+//! the calling thread) cost against both, on the hottest read (GetContract's
+//! statement, every column decoded), in one process and one run: calls per
+//! second and CPU time per call, side by side.
 //!
 //! `cargo run --release -p e2e --bin drivers -- [--postgres-url URL]`
 
@@ -11,6 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Executor, Row};
@@ -153,16 +155,31 @@ fn fill_sql(rows: u64, hex_id: &str) -> String {
     )
 }
 
-fn report(backend: &str, any: &Figure, native: &Figure) {
+fn report(backend: &str, name: &str, figure: &Figure, against: &str, base: &Figure) {
     println!(
-        "{backend:<10} Any {:>9.0} calls/s {:>6.1} µs CPU/call | native {:>9.0} calls/s {:>6.1} µs CPU/call | Any costs {:+.1} % CPU, {:+.1} % throughput",
-        any.calls_per_sec,
-        any.cpu_us_per_call,
-        native.calls_per_sec,
-        native.cpu_us_per_call,
-        (any.cpu_us_per_call / native.cpu_us_per_call - 1.0) * 100.0,
-        (any.calls_per_sec / native.calls_per_sec - 1.0) * 100.0,
+        "{backend:<10} {name:<20} {:>8.0} calls/s {:>6.1} µs CPU/call | {against} {:>8.0} calls/s {:>6.1} µs CPU/call | CPU {:+.1} %, throughput {:+.1} %",
+        figure.calls_per_sec,
+        figure.cpu_us_per_call,
+        base.calls_per_sec,
+        base.cpu_us_per_call,
+        (figure.cpu_us_per_call / base.cpu_us_per_call - 1.0) * 100.0,
+        (figure.calls_per_sec / base.calls_per_sec - 1.0) * 100.0,
     );
+}
+
+/// Measures lookups through one executor (anything `&source` executes on).
+macro_rules! lookups {
+    ($args:expr, $sql:expr, $source:expr) => {{
+        let source = $source;
+        measure($args, move |id| {
+            let source = source.clone();
+            async move {
+                let row = sqlx::query($sql).bind(id).fetch_one(&source).await?;
+                decode!(&row)
+            }
+        })
+        .await?
+    }};
 }
 
 #[tokio::main]
@@ -193,25 +210,17 @@ async fn main() -> anyhow::Result<()> {
                 .foreign_keys(true),
         )
         .await?;
-    let reader = db.reader().clone();
-    let any = measure(&args, move |id| {
-        let reader = reader.clone();
-        async move {
-            let row = sqlx::query(sql).bind(id).fetch_one(&reader).await?;
-            decode!(&row)
-        }
-    })
-    .await?;
-    let pool = native.clone();
-    let nat = measure(&args, move |id| {
-        let pool = pool.clone();
-        async move {
-            let row = sqlx::query(sql).bind(id).fetch_one(&pool).await?;
-            decode!(&row)
-        }
-    })
-    .await?;
-    report("SQLite", &any, &nat);
+    let any_pool = AnyPoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(false)
+        .connect(&format!("sqlite://{}", path.display()))
+        .await?;
+    let inline = lookups!(&args, sql, db.reader().clone());
+    let any = lookups!(&args, sql, any_pool.clone());
+    let nat = lookups!(&args, sql, native.clone());
+    report("SQLite", "sqlx Any", &any, "sqlx native", &nat);
+    report("SQLite", "service (inline)", &inline, "sqlx native", &nat);
+    any_pool.close().await;
     native.close().await;
     std::fs::remove_dir_all(&dir).ok();
 
@@ -235,25 +244,9 @@ async fn main() -> anyhow::Result<()> {
                 .test_before_acquire(false)
                 .connect(&scoped)
                 .await?;
-            let reader = db.reader().clone();
-            let any = measure(&args, move |id| {
-                let reader = reader.clone();
-                async move {
-                    let row = sqlx::query(sql).bind(id).fetch_one(&reader).await?;
-                    decode!(&row)
-                }
-            })
-            .await?;
-            let pool = native.clone();
-            let nat = measure(&args, move |id| {
-                let pool = pool.clone();
-                async move {
-                    let row = sqlx::query(sql).bind(id).fetch_one(&pool).await?;
-                    decode!(&row)
-                }
-            })
-            .await?;
-            report("PostgreSQL", &any, &nat);
+            let any = lookups!(&args, sql, db.reader().clone());
+            let nat = lookups!(&args, sql, native.clone());
+            report("PostgreSQL", "sqlx Any (service)", &any, "sqlx native", &nat);
             anyhow::Ok(())
         }
         .await;
