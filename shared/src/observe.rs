@@ -98,6 +98,45 @@ fn response_code<B>(response: &http::Response<B>) -> tonic::Code {
         .unwrap_or(tonic::Code::Ok)
 }
 
+/// tonic answers a message over the size limit with OUT_OF_RANGE; grpc-go
+/// and grpc-java answer RESOURCE_EXHAUSTED, which is what callers' retry and
+/// alert rules expect, so that is what this server says, with the limit.
+fn too_large_is_resource_exhausted(response: http::Response<Body>) -> http::Response<Body> {
+    if response_code(&response) != tonic::Code::OutOfRange {
+        return response;
+    }
+    let Some(status) = tonic::Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let message = status.message();
+    if !message.contains("message length too large") {
+        return response;
+    }
+    // "…: found N bytes, the limit is: M bytes"
+    let number_after = |marker: &str| {
+        message.split_once(marker).and_then(|(_, rest)| {
+            rest.trim_start_matches(':')
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+    };
+    let text = match (number_after("found"), number_after("limit is")) {
+        (Some(found), Some(limit)) => {
+            format!("the message is {found} bytes; the limit is {limit} bytes")
+        }
+        (_, Some(limit)) => format!("the message is over the limit of {limit} bytes"),
+        _ => format!("the message is over the size limit ({message})"),
+    };
+    crate::status::with_reason(
+        tonic::Code::ResourceExhausted,
+        "server.marketplace",
+        "MESSAGE_TOO_LARGE",
+        text,
+    )
+    .into_http()
+}
+
 impl<S, ReqBody> tower::Service<http::Request<ReqBody>> for Observe<S>
 where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<Body>>
@@ -175,6 +214,10 @@ where
                 .await
                 .map_err(Into::into);
             let elapsed = started.elapsed();
+            let result = match (side, result) {
+                (Side::Server, Ok(response)) => Ok(too_large_is_resource_exhausted(response)),
+                (_, other) => other,
+            };
             let code = match &result {
                 Ok(response) => response_code(response),
                 Err(err) => tonic::Status::from_error(BoxError::from(err.to_string())).code(),

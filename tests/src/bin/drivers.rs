@@ -67,7 +67,6 @@ macro_rules! decode {
         for c in [
             "hourly_rate_minor",
             "weekly_limit_minutes",
-            "allow_manual_time",
             "start_at",
             "created_at",
             "updated_at",
@@ -75,6 +74,8 @@ macro_rules! decode {
         ] {
             n += usize::from(int(c)? != 0);
         }
+        // SMALLINT on PostgreSQL, which its native driver decodes only as i16.
+        n += usize::from(row.try_get::<i16, _>("allow_manual_time")? != 0);
         for c in ["end_at", "last_paid_at", "diary_locked_at"] {
             n += usize::from(opt_int(c)?.is_some());
         }
@@ -246,7 +247,13 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             let any = lookups!(&args, sql, db.reader().clone());
             let nat = lookups!(&args, sql, native.clone());
-            report("PostgreSQL", "sqlx Any (service)", &any, "sqlx native", &nat);
+            report(
+                "PostgreSQL",
+                "sqlx Any (service)",
+                &any,
+                "sqlx native",
+                &nat,
+            );
             anyhow::Ok(())
         }
         .await;
