@@ -735,7 +735,7 @@ impl Bench {
                 .await
             }
             "end-contract" => {
-                let fresh = self.single_use(2_500, "x").await?;
+                let fresh = self.single_use(6_000, "x").await?;
                 drive(concurrency, pace, move |_, i| {
                     let (mut c, fixture) = (c.clone(), fresh.get(i).cloned());
                     async move {
@@ -752,7 +752,7 @@ impl Bench {
                 .await
             }
             "submit-mid-feedback" => {
-                let fresh = self.single_use(1_000, "m").await?;
+                let fresh = self.single_use(3_000, "m").await?;
                 drive(concurrency, pace, move |_, i| {
                     let (mut f, fixture) = (f.clone(), fresh.get(i).cloned());
                     async move {
@@ -796,7 +796,7 @@ impl Bench {
             }
             "submit-end-feedback" => {
                 // Ended contracts, each reviewed once by its client.
-                let fresh = self.single_use_ended(1_500, "q").await?;
+                let fresh = self.single_use_ended(3_000, "q").await?;
                 drive(concurrency, pace, move |_, i| {
                     let (mut f, fixture) = (f.clone(), fresh.get(i).cloned());
                     async move {
