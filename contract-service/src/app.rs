@@ -47,7 +47,9 @@ impl Application {
         let relay = Relay::new();
         let rules = config.rules.rules();
         let retention = rules.idempotency_retention;
-        let api = ContractApi::new(db.clone(), clock.clone(), rules, relay.clone());
+        let metrics = Metrics::new()?;
+        let api = ContractApi::new(db.clone(), clock.clone(), rules, relay.clone())
+            .with_metrics(metrics.clone());
         Ok(Self {
             addr: listener.local_addr()?,
             metrics_addr: metrics_listener.local_addr()?,
@@ -56,7 +58,7 @@ impl Application {
             db,
             api,
             relay,
-            metrics: Metrics::new()?,
+            metrics,
             verifier,
             retention,
             clock,

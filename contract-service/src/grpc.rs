@@ -4,6 +4,7 @@
 //! its outbox event and idempotency key, and encodes the answer.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::Stream;
@@ -19,6 +20,7 @@ use crate::store;
 use shared::auth::{Caller, scope};
 use shared::clock::SharedClock;
 use shared::db::Db;
+use shared::metrics::Metrics;
 use shared::outbox::{self, Relay};
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
@@ -45,6 +47,8 @@ pub struct ContractApi {
     rules: Rules,
     relay: Relay,
     mutations: Mutations,
+    /// Where `WatchEvents` reports each consumer's position, once set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl ContractApi {
@@ -55,7 +59,15 @@ impl ContractApi {
             clock,
             rules,
             relay,
+            metrics: None,
         }
+    }
+
+    /// Reports what `WatchEvents` sends each consumer in `metrics`
+    /// (`outbox_consumer_sequence`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -1088,16 +1100,26 @@ impl ContractApi {
                 shared::status::FieldViolation::new("after_sequence", "must not be negative"),
             ]));
         }
-        let stream = outbox::watch(self.db.clone(), &self.relay, req.after_sequence, |stored| {
-            let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|err| {
-                Status::from(Error::Internal(format!(
-                    "undecodable event {}: {err}",
-                    stored.event_id
-                )))
-            })?;
-            event.sequence = stored.sequence;
-            Ok(pb::WatchEventsResponse { event: Some(event) })
-        });
+        let consumer = self
+            .metrics
+            .as_ref()
+            .map(|m| m.event_consumer(caller.subject()));
+        let stream = outbox::watch(
+            self.db.clone(),
+            &self.relay,
+            req.after_sequence,
+            consumer,
+            |stored| {
+                let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|err| {
+                    Status::from(Error::Internal(format!(
+                        "undecodable event {}: {err}",
+                        stored.event_id
+                    )))
+                })?;
+                event.sequence = stored.sequence;
+                Ok(pb::WatchEventsResponse { event: Some(event) })
+            },
+        );
         Ok(Box::pin(stream))
     }
 }

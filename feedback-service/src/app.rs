@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::contracts::Contracts;
 use crate::grpc::{FeedbackApi, workers};
-use crate::store::MIGRATIONS;
+use crate::store::{self, MIGRATIONS};
 use shared::auth::{TokenSpec, scope};
 use shared::clock::{SharedClock, TestClock};
 use shared::db::Db;
@@ -34,6 +34,7 @@ pub struct Application {
     relay: Relay,
     metrics: Arc<Metrics>,
     verifier: shared::auth::Verifier,
+    clock: SharedClock,
     clock_control: Option<TestClock>,
     config: Config,
 }
@@ -59,13 +60,14 @@ impl Application {
         let relay = Relay::new();
         let api = FeedbackApi::new(
             db.clone(),
-            clock,
+            clock.clone(),
             config.rules.rules(),
             config.rules.cohorts(),
             contracts,
             relay.clone(),
             Arc::new(Notify::new()),
-        );
+        )
+        .with_metrics(metrics.clone());
         Ok(Self {
             addr: listener.local_addr()?,
             metrics_addr: metrics_listener.local_addr()?,
@@ -76,6 +78,7 @@ impl Application {
             relay,
             metrics,
             verifier,
+            clock,
             clock_control: None,
             config: config.clone(),
         })
@@ -106,10 +109,20 @@ impl Application {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let bonus_pending = self.metrics.gauge(
-            "bonus_pending",
-            "Bonuses committed with feedback and not yet paid.",
-        )?;
+        let gauges = Gauges {
+            bonus_pending: self.metrics.gauge(
+                "bonus_pending",
+                "Bonuses committed with feedback and not yet paid.",
+            )?,
+            bonus_pending_oldest_age_seconds: self.metrics.gauge(
+                "bonus_pending_oldest_age_seconds",
+                "Age in seconds of the oldest mid-contract feedback whose bonus is not yet paid (0 when none).",
+            )?,
+            sweeper_lag_seconds: self.metrics.gauge(
+                "sweeper_lag_seconds",
+                "Seconds the most overdue item has waited for the sweeper: a request pending past its expiry, or a closed double-blind window not revealed (0 when none).",
+            )?,
+        };
         let mut workers = vec![
             tokio::spawn(self.relay.clone().run(
                 self.db.clone(),
@@ -119,7 +132,8 @@ impl Application {
             tokio::spawn(sample_metrics(
                 self.db.clone(),
                 self.metrics.clone(),
-                bonus_pending,
+                self.clock.clone(),
+                gauges,
                 stopped(stop_rx.clone()),
             )),
         ];
@@ -192,19 +206,32 @@ fn contract_service_token(config: &Config) -> anyhow::Result<String> {
     }
 }
 
+/// feedback-service's own gauges, sampled from its database.
+struct Gauges {
+    bonus_pending: prometheus::IntGauge,
+    bonus_pending_oldest_age_seconds: prometheus::IntGauge,
+    sweeper_lag_seconds: prometheus::IntGauge,
+}
+
 async fn sample_metrics(
     db: Db,
     metrics: Arc<Metrics>,
-    bonus_pending: prometheus::IntGauge,
+    clock: SharedClock,
+    gauges: Gauges,
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let extra = [(
-        bonus_pending,
-        "SELECT COUNT(*) FROM mid_feedback WHERE bonus_state = 'PENDING'",
-    )];
+    let extra = [(gauges.bonus_pending, store::PENDING_BONUSES)];
+    let ages = [
+        (
+            gauges.bonus_pending_oldest_age_seconds,
+            store::OLDEST_PENDING_BONUS,
+        ),
+        (gauges.sweeper_lag_seconds, store::OLDEST_SWEEPER_DUE),
+    ];
     loop {
         metrics.sample(&db, &extra).await;
+        metrics.sample_ages(&db, clock.now(), &ages).await;
         tokio::select! {
             _ = &mut stop => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -24,6 +24,7 @@ use crate::store::{
 use shared::auth::{Caller, scope};
 use shared::clock::SharedClock;
 use shared::db::Db;
+use shared::metrics::Metrics;
 use shared::outbox::{self, Relay};
 use shared::proto::contract::v1::Money;
 use shared::proto::feedback::v1 as pb;
@@ -49,6 +50,8 @@ pub struct FeedbackApi {
     /// Wakes the bonus worker after a feedback with a bonus commits.
     bonus_wake: Arc<Notify>,
     mutations: Mutations,
+    /// Where `WatchEvents` reports each consumer's position, once set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl FeedbackApi {
@@ -70,7 +73,15 @@ impl FeedbackApi {
             contracts,
             relay,
             bonus_wake,
+            metrics: None,
         }
+    }
+
+    /// Reports what `WatchEvents` sends each consumer in `metrics`
+    /// (`outbox_consumer_sequence`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -1101,16 +1112,26 @@ impl FeedbackApi {
                 "must not be negative",
             )]));
         }
-        let stream = outbox::watch(self.db.clone(), &self.relay, req.after_sequence, |stored| {
-            let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|err| {
-                Status::from(Error::Internal(format!(
-                    "undecodable event {}: {err}",
-                    stored.event_id
-                )))
-            })?;
-            event.sequence = stored.sequence;
-            Ok(pb::WatchEventsResponse { event: Some(event) })
-        });
+        let consumer = self
+            .metrics
+            .as_ref()
+            .map(|m| m.event_consumer(caller.subject()));
+        let stream = outbox::watch(
+            self.db.clone(),
+            &self.relay,
+            req.after_sequence,
+            consumer,
+            |stored| {
+                let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|err| {
+                    Status::from(Error::Internal(format!(
+                        "undecodable event {}: {err}",
+                        stored.event_id
+                    )))
+                })?;
+                event.sequence = stored.sequence;
+                Ok(pb::WatchEventsResponse { event: Some(event) })
+            },
+        );
         Ok(Box::pin(stream))
     }
 }

@@ -643,6 +643,28 @@ where
         .map_err(Error::from)
 }
 
+/// Metrics (`bonus_pending`): bonuses committed and not yet paid.
+pub const PENDING_BONUSES: &str = "SELECT COUNT(*) FROM mid_feedback WHERE bonus_state = 'PENDING'";
+
+/// Metrics (`bonus_pending_oldest_age_seconds`, through
+/// `Metrics::sample_ages`): when the oldest bonus the payer still has to pay
+/// ([`pending_bonuses`]) was committed.
+pub const OLDEST_PENDING_BONUS: &str =
+    "SELECT MIN(created_at) FROM mid_feedback WHERE bonus_state = 'PENDING'";
+
+/// Metrics (`sweeper_lag_seconds`, through `Metrics::sample_ages`): when the
+/// longest-waiting item of the sweeper fell due, the earliest expiry of a
+/// request still PENDING ([`expire_requests`]) or window close of feedback
+/// not yet revealed ([`closed_unrevealed_contracts`]). Items not due yet lie
+/// after now and so have age 0: no `<= now` bound is needed, and the age is
+/// taken against the service's clock, never the database's. Both read a
+/// partial index.
+pub const OLDEST_SWEEPER_DUE: &str = "SELECT MIN(due_at) FROM (\
+       SELECT MIN(expire_at) AS due_at FROM feedback_requests WHERE state = 'PENDING' \
+       UNION ALL \
+       SELECT MIN(window_close_at) AS due_at FROM end_feedback WHERE revealed_at IS NULL\
+     ) AS due";
+
 /// Migrations of this service for each backend, embedded in the binary.
 pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations {
     sqlite: &[(

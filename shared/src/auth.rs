@@ -50,6 +50,14 @@ impl Caller {
         }
     }
 
+    /// The token's subject: the user id, or the service's name.
+    pub fn subject(&self) -> &str {
+        match self {
+            Caller::User { id } => id,
+            Caller::Service { name, .. } => name,
+        }
+    }
+
     /// Whether a service token carries `scope`. Users have no scopes.
     pub fn has_scope(&self, scope: &str) -> bool {
         matches!(self, Caller::Service { scopes, .. } if scopes.iter().any(|s| s == scope))

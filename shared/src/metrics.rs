@@ -1,13 +1,16 @@
 //! Prometheus metrics, named as go-grpc-prometheus names them so existing
 //! dashboards and alerts work: `grpc_server_started_total`,
 //! `grpc_server_handled_total{grpc_code}`, `grpc_server_handling_seconds`,
-//! the `grpc_client_*` twins for outgoing calls, database pool gauges and
-//! outbox lag. Served as text on a separate HTTP port at `/metrics`.
+//! the `grpc_client_*` twins for outgoing calls, database pool gauges,
+//! outbox lag and each `WatchEvents` consumer's position. Served as text on a
+//! separate HTTP port at `/metrics`.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use prometheus::{
@@ -94,6 +97,17 @@ impl GrpcMetrics {
     }
 }
 
+/// Most `consumer` label values of `outbox_consumer_sequence` one process
+/// keeps. Consumers are platform services holding a token with scope
+/// `events:read` (a handful: search indexing, billing, notifications…), so
+/// this is far above what a healthy deployment reaches; it only bounds the
+/// series a misconfiguration (a new subject per token) could create.
+pub const MAX_EVENT_CONSUMERS: usize = 32;
+
+/// The `consumer` label of every consumer past [`MAX_EVENT_CONSUMERS`]. No
+/// token subject can take this value (subjects have no parentheses).
+pub const OTHER_EVENT_CONSUMER: &str = "(other)";
+
 /// A service's metrics registry.
 #[derive(Debug)]
 pub struct Metrics {
@@ -106,6 +120,11 @@ pub struct Metrics {
     pub outbox_unsequenced: IntGauge,
     /// The highest sequence number assigned.
     pub outbox_last_sequence: IntGauge,
+    /// The last sequence number sent to each `WatchEvents` consumer (by token
+    /// subject); kept after the consumer disconnects. Use [`Self::event_consumer`].
+    pub outbox_consumer_sequence: IntGaugeVec,
+    /// The `consumer` label values given out so far (at most [`MAX_EVENT_CONSUMERS`]).
+    event_consumers: Mutex<HashSet<String>>,
 }
 
 impl Metrics {
@@ -126,9 +145,17 @@ impl Metrics {
             "outbox_last_sequence",
             "Highest outbox sequence number assigned.",
         )?;
+        let outbox_consumer_sequence = IntGaugeVec::new(
+            Opts::new(
+                "outbox_consumer_sequence",
+                "Last outbox sequence number sent to each WatchEvents consumer (token subject).",
+            ),
+            &["consumer"],
+        )?;
         registry.register(Box::new(db_connections.clone()))?;
         registry.register(Box::new(outbox_unsequenced.clone()))?;
         registry.register(Box::new(outbox_last_sequence.clone()))?;
+        registry.register(Box::new(outbox_consumer_sequence.clone()))?;
         Ok(Arc::new(Self {
             server: GrpcMetrics::new(&registry, "server")?,
             client: GrpcMetrics::new(&registry, "client")?,
@@ -136,7 +163,36 @@ impl Metrics {
             db_connections,
             outbox_unsequenced,
             outbox_last_sequence,
+            outbox_consumer_sequence,
+            event_consumers: Mutex::new(HashSet::new()),
         }))
+    }
+
+    /// The `outbox_consumer_sequence` gauge of a `WatchEvents` consumer, by
+    /// its token subject. The first [`MAX_EVENT_CONSUMERS`] subjects get a
+    /// series each; later ones share [`OTHER_EVENT_CONSUMER`]'s.
+    pub fn event_consumer(&self, subject: &str) -> IntGauge {
+        let label = {
+            // A poisoned lock only means a panicking writer; the set is still valid.
+            let mut known = self
+                .event_consumers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if known.contains(subject) {
+                subject
+            } else if known.len() < MAX_EVENT_CONSUMERS {
+                known.insert(subject.to_owned());
+                subject
+            } else {
+                tracing::warn!(
+                    consumer = subject,
+                    max = MAX_EVENT_CONSUMERS,
+                    "too many WatchEvents consumers: counted as {OTHER_EVENT_CONSUMER}"
+                );
+                OTHER_EVENT_CONSUMER
+            }
+        };
+        self.outbox_consumer_sequence.with_label_values(&[label])
     }
 
     /// A gauge of the service's own, registered here.
@@ -194,6 +250,35 @@ impl Metrics {
             }
         }
     }
+
+    /// Refreshes the service's age gauges: each `(gauge, SQL returning the
+    /// oldest time still waiting, in microseconds, or NULL)` is set to that
+    /// time's age in seconds at `now` (the service's clock, not the
+    /// database's), 0 when nothing waits.
+    pub async fn sample_ages(
+        &self,
+        db: &Db,
+        now: DateTime<Utc>,
+        ages: &[(IntGauge, &'static str)],
+    ) {
+        for (gauge, sql) in ages {
+            match sqlx::query_scalar::<_, Option<i64>>(*sql)
+                .fetch_one(db.reader())
+                .await
+            {
+                Ok(oldest) => gauge.set(age_seconds(now, oldest)),
+                Err(err) => tracing::debug!(error = %err, "cannot sample a metric"),
+            }
+        }
+    }
+}
+
+/// Whole seconds from `oldest` (microseconds since the epoch, as stored) to
+/// `now`; 0 when there is nothing (`None`) or it is not in the past.
+pub fn age_seconds(now: DateTime<Utc>, oldest: Option<i64>) -> i64 {
+    oldest.map_or(0, |t| {
+        crate::time::to_micros(now).saturating_sub(t).max(0) / 1_000_000
+    })
 }
 
 /// The canonical upper-case name of a gRPC code, as go-grpc-prometheus labels it.
@@ -287,5 +372,54 @@ mod tests {
             text.contains("grpc_server_handling_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn event_consumers_keep_their_sequence_and_their_number_is_bounded() {
+        let metrics = Metrics::new().expect("registry");
+        // Declared but never sent to: no series yet.
+        assert!(!metrics.render().contains("outbox_consumer_sequence{"));
+        metrics.event_consumer("search-indexer").set(7);
+        // Another stream of the same consumer shares its series.
+        assert_eq!(metrics.event_consumer("search-indexer").get(), 7);
+        for i in 1..MAX_EVENT_CONSUMERS {
+            metrics.event_consumer(&format!("svc-{i}")).set(1);
+        }
+        metrics.event_consumer("one-too-many").set(3);
+        metrics.event_consumer("and-another").set(5);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"outbox_consumer_sequence{consumer="search-indexer"} 7"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"outbox_consumer_sequence{consumer="(other)"} 5"#),
+            "{text}"
+        );
+        assert!(!text.contains("one-too-many"), "{text}");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("outbox_consumer_sequence{"))
+                .count(),
+            MAX_EVENT_CONSUMERS + 1
+        );
+        // A known consumer keeps its own series after the cap is reached.
+        metrics.event_consumer("svc-1").set(9);
+        assert!(
+            metrics
+                .render()
+                .contains(r#"outbox_consumer_sequence{consumer="svc-1"} 9"#)
+        );
+    }
+
+    #[test]
+    fn ages_are_whole_seconds_against_the_given_now_and_never_negative() {
+        let now = DateTime::from_timestamp(1_763_700_000, 0).expect("valid");
+        let micros = crate::time::to_micros(now);
+        assert_eq!(age_seconds(now, None), 0);
+        assert_eq!(age_seconds(now, Some(micros)), 0);
+        assert_eq!(age_seconds(now, Some(micros - 1_801_500_000)), 1801);
+        assert_eq!(age_seconds(now, Some(micros + 5_000_000)), 0);
+        assert_eq!(age_seconds(now, Some(i64::MIN)), i64::MAX / 1_000_000);
     }
 }

@@ -222,16 +222,20 @@ impl Relay {
 /// Streams sequenced events after `after` to a `WatchEvents` caller until it
 /// hangs up, waking when the relay sequences new events (and polling, for
 /// other replicas'). `to_message` turns a stored event into the wire message.
+/// `consumer`, when given, is set to each event's sequence as the stream hands
+/// the event to the transport (`outbox_consumer_sequence`).
 pub fn watch<T, F>(
     db: Db,
     relay: &Relay,
     after: i64,
+    consumer: Option<prometheus::IntGauge>,
     mut to_message: F,
-) -> tokio_stream::wrappers::ReceiverStream<Result<T, tonic::Status>>
+) -> impl futures::Stream<Item = Result<T, tonic::Status>> + Send + 'static
 where
     T: Send + 'static,
     F: FnMut(StoredEvent) -> Result<T, tonic::Status> + Send + 'static,
 {
+    use futures::StreamExt;
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let mut heads = relay.subscribe();
     let mut cursor = after;
@@ -242,9 +246,12 @@ where
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot read the outbox");
                     let _ = tx
-                        .send(Err(tonic::Status::unavailable(
-                            "cannot read events; resume from the last sequence",
-                        )))
+                        .send((
+                            None,
+                            Err(tonic::Status::unavailable(
+                                "cannot read events; resume from the last sequence",
+                            )),
+                        ))
                         .await;
                     return;
                 }
@@ -254,7 +261,7 @@ where
                 cursor = stored.sequence;
                 let message = to_message(stored);
                 let failed = message.is_err();
-                if tx.send(message).await.is_err() || failed {
+                if tx.send((Some(cursor), message)).await.is_err() || failed {
                     return;
                 }
             }
@@ -267,5 +274,12 @@ where
             }
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    // Set as tonic takes the event to send it (not as it is queued here), so
+    // a consumer that stops reading shows where it stopped.
+    tokio_stream::wrappers::ReceiverStream::new(rx).map(move |(sequence, message)| {
+        if let (Some(gauge), Some(sequence), Ok(_)) = (&consumer, sequence, &message) {
+            gauge.set(sequence);
+        }
+        message
+    })
 }

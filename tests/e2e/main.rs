@@ -4,6 +4,7 @@
 mod contract_service;
 mod feedback_service;
 mod hostile;
+mod metrics;
 mod operations;
 mod security;
 mod soak;

@@ -943,10 +943,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     body.to_owned()
 }
 
-/// The value of the sample whose line starts with `metric{` and contains every label in `labels`.
+/// The value of the sample whose line starts with `metric{` (or `metric `,
+/// a metric without labels) and contains every label in `labels`.
 pub fn metric_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let (labelled, bare) = (format!("{metric}{{"), format!("{metric} "));
     text.lines()
-        .filter(|line| line.starts_with(&format!("{metric}{{")))
+        .filter(|line| line.starts_with(&labelled) || line.starts_with(&bare))
         .find(|line| {
             labels
                 .iter()
@@ -954,6 +956,50 @@ pub fn metric_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option
         })
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse().ok())
+}
+
+/// Scrapes `/metrics` at `addr` until `metric` (with `labels`) reads `want`,
+/// for at most `within` (the services sample database gauges every 5 s);
+/// panics with the last scrape otherwise.
+pub async fn wait_for_metric(
+    addr: SocketAddr,
+    metric: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+    within: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let text = http_get(addr, "/metrics").await;
+        let value = metric_value(&text, metric, labels);
+        if value == Some(want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{metric}{labels:?} is {value:?}, not {want}, after {within:?}:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Scrapes `/metrics` at `addr` for `during` and asserts `metric` (with
+/// `labels`) reads `want` every time (`during` longer than the sampling
+/// interval covers a fresh sample).
+pub async fn metric_stays(
+    addr: SocketAddr,
+    metric: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+    during: std::time::Duration,
+) {
+    let until = tokio::time::Instant::now() + during;
+    while tokio::time::Instant::now() < until {
+        let text = http_get(addr, "/metrics").await;
+        let value = metric_value(&text, metric, labels);
+        assert_eq!(value, Some(want), "{metric}{labels:?}:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 #[cfg(test)]
