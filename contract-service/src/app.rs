@@ -102,7 +102,7 @@ impl Application {
                 Duration::from_millis(250),
                 stopped(stop_rx.clone()),
             )),
-            tokio::spawn(purge_idempotency_keys(
+            tokio::spawn(shared::idempotency::purge_hourly(
                 self.db.clone(),
                 self.clock.clone(),
                 self.retention,
@@ -151,26 +151,6 @@ impl Application {
         }
         self.db.close().await;
         served
-    }
-}
-
-async fn purge_idempotency_keys(
-    db: Db,
-    clock: SharedClock,
-    retention: chrono::Duration,
-    stop: impl Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    loop {
-        match shared::idempotency::purge(&db, clock.now() - retention).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(purged = n, "forgot old idempotency keys"),
-            Err(err) => tracing::warn!(error = %err, "could not purge idempotency keys"),
-        }
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-        }
     }
 }
 

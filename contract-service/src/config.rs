@@ -67,7 +67,7 @@ pub struct Config {
     pub test_clock: bool,
 }
 
-/// The rule windows of SPEC section 3.
+/// The rule windows of contract-service (docs/rules.md).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuleArgs {
     /// Work Diary segment length in minutes.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Datelike, Duration, DurationRound, Utc};
 use crate::error::Error;
 use shared::auth::{Caller, scope};
 
-/// The configurable numbers behind the rules (SPEC section 3).
+/// The configurable numbers behind the rules (docs/rules.md, contract-service).
 #[derive(Debug, Clone)]
 pub struct Rules {
     /// Work Diary time is logged in segments of this many minutes.

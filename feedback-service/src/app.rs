@@ -129,6 +129,12 @@ impl Application {
                 Duration::from_millis(250),
                 stopped(stop_rx.clone()),
             )),
+            tokio::spawn(shared::idempotency::purge_hourly(
+                self.db.clone(),
+                self.clock.clone(),
+                chrono::Duration::hours(self.config.idempotency_retention_hours.max(24)),
+                stopped(stop_rx.clone()),
+            )),
             tokio::spawn(sample_metrics(
                 self.db.clone(),
                 self.metrics.clone(),

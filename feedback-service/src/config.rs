@@ -118,6 +118,9 @@ pub struct Config {
     /// Dev only (needs --dev): serve TestClockService and read time from a clock it can move.
     #[arg(long, env = "TEST_CLOCK", default_value_t = false)]
     pub test_clock: bool,
+    /// Hours idempotency keys are kept (at least 24).
+    #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
+    pub idempotency_retention_hours: i64,
     /// Run the background workers (bonus payer, request expiry, reveal sweeper) in this process.
     #[arg(long, env = "RUN_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub run_workers: bool,
@@ -129,7 +132,7 @@ pub struct Config {
     pub bonus_retry_max_ms: u64,
 }
 
-/// The rule windows and cohort settings of SPEC section 4.
+/// The rule windows and cohort settings of feedback-service (docs/rules.md).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RuleArgs {
     /// Baseline: days after the start before mid-contract feedback.

@@ -1,6 +1,6 @@
-//! Feedback rules as plain Rust: mid-contract eligibility (SPEC 4.1), the
+//! Feedback rules as plain Rust: mid-contract eligibility (docs/rules.md), the
 //! early-feedback cohort, the end-of-contract window, double-blind reveal
-//! and replies (SPEC 4.2). Everything is evaluated against a given `now`.
+//! and replies (docs/rules.md). Everything is evaluated against a given `now`.
 
 use std::collections::HashSet;
 
@@ -158,7 +158,7 @@ fn day(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// SPEC 4.1's five rules. `last_feedback` is the time of the contract's
+/// The five rules of mid-contract eligibility (docs/rules.md). `last_feedback` is the time of the contract's
 /// latest mid-contract feedback, if any.
 pub fn mid_contract_eligibility(
     contract: &ContractFacts,

@@ -210,3 +210,75 @@ pub async fn purge(db: &Db, before: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     tx.commit().await?;
     Ok(done.rows_affected())
 }
+
+/// Forgets keys older than `retention` at once and then every hour, until
+/// `stop` resolves (each service runs one).
+pub async fn purge_hourly(
+    db: Db,
+    clock: crate::clock::SharedClock,
+    retention: chrono::Duration,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        match purge(&db, clock.now() - retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "forgot old idempotency keys"),
+            Err(err) => tracing::warn!(error = %err, "could not purge idempotency keys"),
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::db::DbOptions;
+
+    #[tokio::test]
+    async fn purge_forgets_only_keys_created_before_the_cut() {
+        let dir = std::env::temp_dir().join(format!("purge-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let db = Db::connect(&DbOptions::new(format!("sqlite://{}/k.db", dir.display())))
+            .await
+            .expect("open");
+        sqlx::raw_sql(
+            "CREATE TABLE idempotency_keys (caller TEXT NOT NULL, method TEXT NOT NULL, \
+             request_id TEXT NOT NULL, fingerprint TEXT NOT NULL, response BLOB NOT NULL, \
+             created_at BIGINT NOT NULL, PRIMARY KEY (caller, method, request_id))",
+        )
+        .execute(db.writer())
+        .await
+        .expect("schema");
+        let cut = Utc
+            .with_ymd_and_hms(2026, 12, 1, 12, 0, 0)
+            .single()
+            .expect("time");
+        let key = |id: &str| IdempotencyKey::new("c".into(), "M", id.into(), &());
+        let mut tx = db.begin().await.expect("begin");
+        for (id, at) in [
+            ("before", cut - chrono::Duration::microseconds(1)),
+            ("at", cut),
+            ("after", cut + chrono::Duration::seconds(1)),
+        ] {
+            insert_many(&mut tx, &[(key(id), Vec::new())], at)
+                .await
+                .expect("insert");
+        }
+        tx.commit().await.expect("commit");
+        assert_eq!(purge(&db, cut).await.expect("purge"), 1);
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT request_id FROM idempotency_keys ORDER BY request_id")
+                .fetch_all(db.reader())
+                .await
+                .expect("left");
+        assert_eq!(left, ["after", "at"]);
+        db.close().await;
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,4 +1,4 @@
-//! contract-service through its gRPC API: every rule of SPEC section 3 at its
+//! contract-service through its gRPC API: every rule of docs/rules.md (contract-service) at its
 //! boundaries, the Work Diary lock under concurrency, idempotency, paging,
 //! bad input and the outbox.
 

@@ -1,5 +1,5 @@
 //! feedback-service with a real contract-service behind it, on one test
-//! clock: every rule of SPEC section 4 at its boundary, the races, the bonus
+//! clock: every rule of docs/rules.md (feedback-service) at its boundary, the races, the bonus
 //! surviving crashes of either service, and outages.
 
 use std::sync::Arc;
