@@ -49,7 +49,9 @@ pub enum Error {
     PaymentKindMismatch,
     #[error("a payment cannot be dated before the contract started ({start_time})")]
     PaidBeforeContractStart { start_time: DateTime<Utc> },
-    #[error("bonuses can be paid until {closed_at}, 365 days after the contract ended")]
+    #[error(
+        "bonuses can be paid until {closed_at}, the end of the bonus window after the contract ended"
+    )]
     BonusWindowPassed { closed_at: DateTime<Utc> },
     #[error("this payment can no longer be refunded: the refund window closed at {closed_at}")]
     RefundWindowPassed { closed_at: DateTime<Utc> },

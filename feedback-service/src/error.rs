@@ -45,7 +45,9 @@ pub enum Error {
     MidContractNotReplyable,
     #[error("feedback can be replied to once it is revealed")]
     FeedbackNotRevealed,
-    #[error("replies are accepted until {closed_at}, 28 days after the contract ended")]
+    #[error(
+        "replies are accepted until {closed_at}, the end of the reply window after the contract ended"
+    )]
     ReplyWindowClosed { closed_at: DateTime<Utc> },
     #[error("this feedback already has a reply")]
     AlreadyReplied,

@@ -171,9 +171,14 @@ async fn require_eligible(
     }
 }
 
-/// What the client is told when the freelancer asks for feedback.
-const REQUEST_NOTIFICATION_TEXT: &str =
-    "Your freelancer asked for feedback on your contract. You have 14 days to respond.";
+/// What the client is told when the freelancer asks for feedback, with the
+/// request's expiry (its time to live is configurable).
+fn request_notification_text(expire_time: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "Your freelancer asked for feedback on your contract. You have until {} UTC to respond.",
+        expire_time.format("%Y-%m-%d %H:%M")
+    )
+}
 
 fn cohort_pb(c: Cohort) -> pb::Cohort {
     match c {
@@ -603,7 +608,7 @@ impl FeedbackApi {
                                 channel: channel as i32,
                                 recipient_id: facts.client_id.clone(),
                                 feedback_request_id: request.id.clone(),
-                                text: REQUEST_NOTIFICATION_TEXT.into(),
+                                text: request_notification_text(request.expire_time),
                             };
                             emit(
                                 unit,

@@ -344,6 +344,9 @@ async fn freelancers_request_feedback_which_notifies_twice_and_expires_after_14_
         .filter_map(|e| match &e.payload {
             Some(fpb::event::Payload::NotificationRequested(n)) => {
                 assert_eq!(n.recipient_id, "client-1");
+                // The text gives the request's own expiry (configurable).
+                let expiry = (start + Duration::days(14)).format("%Y-%m-%d %H:%M UTC");
+                assert!(n.text.contains(&expiry.to_string()), "{}", n.text);
                 Some(n.channel)
             }
             _ => None,
