@@ -7,7 +7,15 @@ use tonic::metadata::MetadataMap;
 
 /// The time the caller gave this call, if it set a deadline.
 pub fn remaining(metadata: &MetadataMap) -> Option<Duration> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    parse(metadata.get("grpc-timeout")?.to_str().ok()?)
+}
+
+/// [`remaining`], from a request's HTTP headers.
+pub fn in_headers(headers: &http::HeaderMap) -> Option<Duration> {
+    parse(headers.get("grpc-timeout")?.to_str().ok()?)
+}
+
+fn parse(value: &str) -> Option<Duration> {
     if value.len() < 2 {
         return None;
     }

@@ -30,6 +30,8 @@ pub struct ObserveLayer {
     metrics: Arc<Metrics>,
     side: Side,
     limiter: Option<Arc<Semaphore>>,
+    /// The server's own limit on a call (the caller's deadline may be shorter).
+    timeout: Option<std::time::Duration>,
 }
 
 impl ObserveLayer {
@@ -39,7 +41,15 @@ impl ObserveLayer {
             metrics,
             side: Side::Server,
             limiter: (max_concurrent > 0).then(|| Arc::new(Semaphore::new(max_concurrent))),
+            timeout: None,
         }
+    }
+
+    /// A server call that has not answered within `limit` gets
+    /// DEADLINE_EXCEEDED with reason REQUEST_TIMEOUT (and is counted so).
+    pub fn with_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.timeout = Some(limit);
+        self
     }
 
     /// For a client channel: metrics and trace context on outgoing calls.
@@ -48,6 +58,7 @@ impl ObserveLayer {
             metrics,
             side: Side::Client,
             limiter: None,
+            timeout: None,
         }
     }
 }
@@ -96,6 +107,61 @@ fn response_code<B>(response: &http::Response<B>) -> tonic::Code {
         .get("grpc-status")
         .map(|v| tonic::Code::from_bytes(v.as_bytes()))
         .unwrap_or(tonic::Code::Ok)
+}
+
+/// A call whose future is dropped before it answered: the caller's deadline
+/// passed (tonic answers it) or the caller went away. Counted as
+/// DEADLINE_EXCEEDED or CANCELLED, so no call goes missing from the
+/// handled counter and the latency histogram.
+struct Unfinished {
+    metrics: Arc<Metrics>,
+    side: Side,
+    kind: &'static str,
+    service: String,
+    method: String,
+    started: Instant,
+    caller_deadline: Option<std::time::Duration>,
+    armed: bool,
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        let code = if self.caller_deadline.is_some_and(|d| elapsed >= d) {
+            tonic::Code::DeadlineExceeded
+        } else {
+            tonic::Code::Cancelled
+        };
+        let grpc = match self.side {
+            Side::Server => &self.metrics.server,
+            Side::Client => &self.metrics.client,
+        };
+        grpc.finish(self.kind, &self.service, &self.method, code, elapsed);
+        tracing::info!(
+            rpc.service = %self.service,
+            rpc.method = %self.method,
+            grpc.code = crate::metrics::code_name(code),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "rpc abandoned before it answered"
+        );
+    }
+}
+
+/// The answer to a call that ran past the server's limit.
+fn timed_out(limit: std::time::Duration) -> http::Response<Body> {
+    crate::status::with_reason(
+        tonic::Code::DeadlineExceeded,
+        "server.marketplace",
+        "REQUEST_TIMEOUT",
+        format!(
+            "the call did not finish within the server's limit of {} ms; retry with backoff",
+            limit.as_millis()
+        ),
+    )
+    .into_http()
 }
 
 /// tonic answers a message over the size limit with OUT_OF_RANGE; grpc-go
@@ -206,13 +272,36 @@ where
         // The clone that was polled ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.layer.timeout;
+        let unfinished = Unfinished {
+            metrics: metrics.clone(),
+            side,
+            kind,
+            service: service.clone(),
+            method: method.clone(),
+            started: Instant::now(),
+            caller_deadline: crate::deadline::in_headers(request.headers()),
+            armed: true,
+        };
         Box::pin(async move {
+            // The whole guard lives in this future (dropped with it).
+            let mut unfinished = unfinished;
             let started = Instant::now();
-            let result = inner
-                .call(request)
-                .instrument(span.clone())
-                .await
-                .map_err(Into::into);
+            let call = inner.call(request).instrument(span.clone());
+            let result = match limit {
+                Some(limit) => match tokio::time::timeout(limit, call).await {
+                    Ok(result) => result.map_err(Into::into),
+                    Err(_) => {
+                        span.in_scope(|| {
+                            tracing::warn!(limit_ms = limit.as_millis(), "call timed out")
+                        });
+                        Ok(timed_out(limit))
+                    }
+                },
+                None => call.await.map_err(Into::into),
+            };
+            // Answered: counted below, not by the guard.
+            unfinished.armed = false;
             let elapsed = started.elapsed();
             let result = match (side, result) {
                 (Side::Server, Ok(response)) => Ok(too_large_is_resource_exhausted(response)),
@@ -343,5 +432,64 @@ mod tests {
             text.contains(r#"grpc_code="ResourceExhausted",grpc_method="Fast""#),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_call_past_the_limit_gets_deadline_exceeded_and_an_abandoned_one_is_counted() {
+        use tower::{Layer, Service, ServiceExt};
+
+        let inner = tower::service_fn(|_request: http::Request<()>| async {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+        });
+        let metrics = Metrics::new().expect("metrics");
+        let mut service = ObserveLayer::server(metrics.clone(), 0)
+            .with_timeout(std::time::Duration::from_millis(50))
+            .layer(inner);
+        let handled = |code: &str| {
+            metrics
+                .server
+                .handled
+                .with_label_values(&["unary", "pkg.Svc", "Slow", code])
+                .get()
+        };
+        let request = |deadline: Option<&str>| {
+            let mut builder = http::Request::builder().uri("/pkg.Svc/Slow");
+            if let Some(deadline) = deadline {
+                builder = builder.header("grpc-timeout", deadline);
+            }
+            builder.body(()).expect("request")
+        };
+
+        let answer = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(request(None))
+            .await
+            .expect("response");
+        assert_eq!(response_code(&answer), tonic::Code::DeadlineExceeded);
+        let status = tonic::Status::from_header_map(answer.headers()).expect("status");
+        assert!(status.message().contains("limit of 50 ms"), "{status:?}");
+        assert_eq!(handled("DeadlineExceeded"), 1);
+
+        // Dropped before answering (tonic's deadline or a caller gone): a
+        // caller whose deadline passed counts as DEADLINE_EXCEEDED, one
+        // without a deadline as CANCELLED.
+        let mut patient = ObserveLayer::server(metrics.clone(), 0).layer(inner);
+        // "1m" is one millisecond in grpc-timeout's units.
+        for (deadline, code) in [(Some("1m"), "DeadlineExceeded"), (None, "Canceled")] {
+            let before = handled(code);
+            let call = patient
+                .ready()
+                .await
+                .expect("ready")
+                .call(request(deadline));
+            let running = tokio::spawn(call);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            running.abort();
+            let _ = running.await;
+            assert_eq!(handled(code), before + 1, "{code}");
+        }
     }
 }

@@ -181,13 +181,18 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     let router = builder
-        .timeout(Duration::from_millis(args.request_timeout_ms))
+        // The observing layer answers at the limit (DEADLINE_EXCEEDED with a
+        // reason, counted); tonic's own timeout, a second later, is a backstop.
+        .timeout(Duration::from_millis(args.request_timeout_ms) + Duration::from_secs(1))
         .http2_keepalive_interval(Some(Duration::from_secs(
             args.http2_keepalive_interval_secs,
         )))
         .http2_keepalive_timeout(Some(Duration::from_secs(args.http2_keepalive_timeout_secs)))
         .max_connection_age(Duration::from_secs(args.max_connection_age_secs))
-        .layer(ObserveLayer::server(metrics, args.max_concurrent_requests))
+        .layer(
+            ObserveLayer::server(metrics, args.max_concurrent_requests)
+                .with_timeout(Duration::from_millis(args.request_timeout_ms)),
+        )
         .add_routes(routes)
         .add_service(health_service)
         .add_service(reflection_v1)
