@@ -34,6 +34,7 @@ pub struct Application {
     retention: chrono::Duration,
     clock: SharedClock,
     clock_control: Option<TestClock>,
+    nats: Option<shared::nats::RelayConfig>,
     config: Config,
 }
 
@@ -41,6 +42,7 @@ impl Application {
     /// Opens the database, applies migrations and binds the listeners.
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let verifier = config.auth.verifier()?;
+        let nats = config.nats.relay("contract")?;
         let db = config.db.open(&config.database_url, &MIGRATIONS).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
@@ -63,6 +65,7 @@ impl Application {
             retention,
             clock,
             clock_control: None,
+            nats,
             config: config.clone(),
         })
     }
@@ -96,7 +99,7 @@ impl Application {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let workers = vec![
+        let mut workers = vec![
             tokio::spawn(self.relay.clone().run(
                 self.db.clone(),
                 Duration::from_millis(250),
@@ -114,6 +117,13 @@ impl Application {
                 stopped(stop_rx.clone()),
             )),
         ];
+        workers.extend(shared::nats::spawn::<shared::proto::contract::v1::Event>(
+            self.nats,
+            &self.db,
+            &self.relay,
+            &self.metrics,
+            stopped(stop_rx.clone()),
+        )?);
 
         let max = self.config.serve.max_message_bytes;
         let service = ContractServiceServer::new(self.api)

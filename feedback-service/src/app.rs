@@ -36,12 +36,14 @@ pub struct Application {
     verifier: shared::auth::Verifier,
     clock: SharedClock,
     clock_control: Option<TestClock>,
+    nats: Option<shared::nats::RelayConfig>,
     config: Config,
 }
 
 impl Application {
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let verifier = config.auth.verifier()?;
+        let nats = config.nats.relay("feedback")?;
         let metrics = Metrics::new()?;
         let token = contract_service_token(config)?;
         let contracts = Contracts::connect_lazy(
@@ -80,6 +82,7 @@ impl Application {
             verifier,
             clock,
             clock_control: None,
+            nats,
             config: config.clone(),
         })
     }
@@ -143,6 +146,13 @@ impl Application {
                 stopped(stop_rx.clone()),
             )),
         ];
+        workers.extend(shared::nats::spawn::<shared::proto::feedback::v1::Event>(
+            self.nats,
+            &self.db,
+            &self.relay,
+            &self.metrics,
+            stopped(stop_rx.clone()),
+        )?);
         if self.config.run_workers {
             workers.push(tokio::spawn(workers::run_bonus_payer(
                 self.api.clone(),

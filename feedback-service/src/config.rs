@@ -114,6 +114,8 @@ pub struct Config {
     #[command(flatten)]
     pub serve: ServeArgs,
     #[command(flatten)]
+    pub nats: shared::nats::NatsArgs,
+    #[command(flatten)]
     pub rules: RuleArgs,
     /// Dev only (needs --dev): serve TestClockService and read time from a clock it can move.
     #[arg(long, env = "TEST_CLOCK", default_value_t = false)]

@@ -9,6 +9,7 @@ pub mod deadline;
 pub mod idempotency;
 pub mod ids;
 pub mod metrics;
+pub mod nats;
 pub mod observe;
 pub mod outbox;
 pub mod paging;

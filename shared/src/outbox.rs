@@ -20,6 +20,8 @@ use crate::db::{Db, Tx};
 pub struct StoredEvent {
     pub sequence: i64,
     pub event_id: String,
+    /// The event type (e.g. `ContractEnded`).
+    pub kind: String,
     pub payload: Vec<u8>,
 }
 
@@ -92,7 +94,7 @@ async fn insert_rows(
 /// Sequenced events after `after`, oldest first.
 pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<StoredEvent>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT seq, event_id, payload FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
+        "SELECT seq, event_id, kind, payload FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
     )
     .bind(after)
     .bind(limit)
@@ -103,6 +105,7 @@ pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Vec<StoredEve
             Ok(StoredEvent {
                 sequence: row.try_get("seq")?,
                 event_id: row.try_get("event_id")?,
+                kind: row.try_get("kind")?,
                 payload: row.try_get("payload")?,
             })
         })
