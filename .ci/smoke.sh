@@ -6,13 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
-trap 'kill "${server:-0}" "${feedback:-0}" 2>/dev/null || true; if [ -n "${prom:-}" ]; then kill "$prom" 2>/dev/null; wait "$prom" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+trap 'kill "${server:-0}" "${feedback:-0}" "${nats:-0}" 2>/dev/null || true; if [ -n "${prom:-}" ]; then kill "$prom" 2>/dev/null; wait "$prom" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 cargo build --bin contract-service --bin feedback-service --bin mint-token
-target/debug/contract-service --dev --listen 127.0.0.1:50051 \
+# A JetStream server: both services relay their events to it (--nats-url).
+PATH="$PATH:/usr/sbin"
+nats_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$work/nats" >"$work/nats.log" 2>&1 &
+nats=$!
+target/debug/contract-service --dev --listen 127.0.0.1:50051 --nats-url "nats://127.0.0.1:$nats_port" \
   --database-url "sqlite://$work/contract-service.db" >"$work/server.log" 2>&1 &
 server=$!
-target/debug/feedback-service --dev --listen 127.0.0.1:50052 \
+target/debug/feedback-service --dev --listen 127.0.0.1:50052 --nats-url "nats://127.0.0.1:$nats_port" \
   --database-url "sqlite://$work/feedback-service.db" >>"$work/server.log" 2>&1 &
 feedback=$!
 for port in 50051 50052; do
@@ -101,6 +106,21 @@ for port in 50051 50052; do
   metrics=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics")
   grep -q 'outbox_consumer_sequence{consumer="smoke-watcher"}' <<<"$metrics" \
     || { echo "smoke: $method did not report outbox_consumer_sequence for its consumer"; exit 1; }
+done
+# The NATS relay of each service is connected and has published up to the
+# outbox head (outbox_consumer_sequence{consumer="jetstream:<stream>"}).
+for metrics_port in 9101 9102; do
+  relayed=""
+  for _ in $(seq 1 50); do
+    metrics=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics")
+    head=$(awk '$1 == "outbox_last_sequence" {print $2}' <<<"$metrics")
+    relayed=$(awk '$1 ~ /^outbox_consumer_sequence\{consumer="jetstream:MARKETPLACE_/ {print $2}' <<<"$metrics")
+    grep -q '^nats_relay_connected 1' <<<"$metrics" && [ -n "$relayed" ] && [ "$relayed" = "$head" ] && [ "$relayed" != 0 ] && break
+    relayed=""
+    sleep 0.2
+  done
+  [ -n "$relayed" ] || { echo "smoke: the NATS relay on :$metrics_port is not connected or behind the outbox head"; grep -i nats "$work/server.log" | tail -5; exit 1; }
+  echo "smoke: :$metrics_port relayed events 1..$relayed to NATS JetStream"
 done
 # Prometheus: `sum by (job) (grpc_server_handled_total)` has both jobs, every
 # rule evaluates without error, recorded series exist for both services, and

@@ -265,7 +265,7 @@ async fn relay_pass<E: WireEvent>(
     let client = options.connect(config.url.as_str()).await?;
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
-        .build(client);
+        .build(client.clone());
     let stream = js
         .get_or_create_stream(stream::Config {
             name: config.stream.clone(),
@@ -287,6 +287,9 @@ async fn relay_pass<E: WireEvent>(
     tracing::info!(stream = %config.stream, after_sequence = cursor, "outbox relay to NATS resumed");
     *backoff = Duration::from_millis(100);
     loop {
+        // The client reconnects by itself; the gauge follows it while idle too.
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        gauges.connected.set(i64::from(connected));
         let batch = outbox::read_after(db, cursor, BATCH).await?;
         if batch.is_empty() {
             tokio::select! {

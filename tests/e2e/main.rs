@@ -5,6 +5,7 @@ mod contract_service;
 mod feedback_service;
 mod hostile;
 mod metrics;
+mod nats;
 mod operations;
 mod security;
 mod soak;
