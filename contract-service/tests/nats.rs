@@ -86,7 +86,14 @@ async fn joined(handles: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<Strin
 }
 
 async fn kills_mid_stream(mut nats: TestServer, url: &str) {
-    let relay_args = ["--nats-url".to_owned(), nats.url()];
+    // A duplicate window of 1 s: past it, only the relay's resume point (the
+    // stream's last event) keeps a restarted relay from publishing again.
+    let relay_args = [
+        "--nats-url".to_owned(),
+        nats.url(),
+        "--nats-duplicate-window-secs".to_owned(),
+        "1".to_owned(),
+    ];
     let relay_args: Vec<&str> = relay_args.iter().map(String::as_str).collect();
     let port = free_port();
     let mut service = start_with(port, url, &relay_args);
@@ -109,7 +116,9 @@ async fn kills_mid_stream(mut nats: TestServer, url: &str) {
         acked.len()
     );
 
-    // Round 2: the service comes back on the same database and resumes.
+    // Round 2: the service comes back on the same database, after the
+    // broker's duplicate window, and resumes.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut service = start_with(port, url, &relay_args);
     let mut client = connect(port).await;
     let round2 = writers(&client, &stop, 2);
