@@ -83,6 +83,7 @@ expect '"clientSubmitted": true'
 expect '"revealed": true'
 expect '"midContractFeedback"'
 expect '"clientFeedback"'
+expect '"userId": "freelancer-1"'
 # Read each page whole first: `curl | grep -q` under pipefail fails at
 # random, since grep exits at its first match and curl's next write fails.
 metrics=$(curl -fsS http://127.0.0.1:9101/metrics)
@@ -103,6 +104,10 @@ for port in 50051 50052; do
   grpcurl -plaintext -max-time 2 -H "authorization: Bearer $WATCHER" \
     -d '{"after_sequence": 0}' "localhost:$port" "$method" >"$work/watch.txt" 2>&1 || true
   grep -q '"sequence"' "$work/watch.txt" || { echo "smoke: $method sent no event"; cat "$work/watch.txt"; exit 1; }
+  if [ "$port" = 50052 ]; then
+    grep -q NOTIFICATION_KIND_END_FEEDBACK_PROMPT "$work/watch.txt" \
+      || { echo "smoke: feedback-service prompted nobody when the contracts ended"; exit 1; }
+  fi
   metrics=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics")
   grep -q 'outbox_consumer_sequence{consumer="smoke-watcher"}' <<<"$metrics" \
     || { echo "smoke: $method did not report outbox_consumer_sequence for its consumer"; exit 1; }

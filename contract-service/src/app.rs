@@ -151,6 +151,7 @@ impl Application {
                 metrics: self.metrics,
                 routes: routes.routes(),
                 services,
+                components: Vec::new(),
             },
             shutdown,
         )

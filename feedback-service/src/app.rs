@@ -153,6 +153,16 @@ impl Application {
             &self.metrics,
             stopped(stop_rx.clone()),
         )?);
+        let (events_healthy, events_health) = tokio::sync::watch::channel(false);
+        if self.config.follow_contract_events {
+            workers.push(tokio::spawn(crate::prompts::run_follower(
+                self.api.clone(),
+                crate::prompts::FollowerGauges::register(&self.metrics)?,
+                events_healthy,
+                Duration::from_millis(self.config.contract_events_retry_max_ms),
+                stopped(stop_rx.clone()),
+            )));
+        }
         if self.config.run_workers {
             workers.push(tokio::spawn(workers::run_bonus_payer(
                 self.api.clone(),
@@ -191,6 +201,7 @@ impl Application {
                 metrics: self.metrics,
                 routes: routes.routes(),
                 services,
+                components: vec![(crate::prompts::HEALTH_NAME, events_health)],
             },
             shutdown,
         )
@@ -211,7 +222,11 @@ fn contract_service_token(config: &Config) -> anyhow::Result<String> {
         None if config.auth.dev => {
             let mut spec = TokenSpec::service(
                 "feedback-service",
-                &[scope::CONTRACTS_READ, scope::PAYMENTS_WRITE],
+                &[
+                    scope::CONTRACTS_READ,
+                    scope::PAYMENTS_WRITE,
+                    scope::EVENTS_READ,
+                ],
             );
             spec.ttl = chrono::Duration::days(365);
             Ok(shared::auth::mint_dev(&spec)?)

@@ -126,6 +126,14 @@ pub struct Config {
     /// Run the background workers (bonus payer, request expiry, reveal sweeper) in this process.
     #[arg(long, env = "RUN_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
     pub run_workers: bool,
+    /// Follow contract-service's events (WatchEvents, scope events:read):
+    /// end-of-contract feedback prompts and reminders come from them.
+    #[arg(long, env = "FOLLOW_CONTRACT_EVENTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub follow_contract_events: bool,
+    /// Longest wait between attempts to reopen contract-service's event
+    /// stream (the backoff starts at 100 ms and doubles).
+    #[arg(long, env = "CONTRACT_EVENTS_RETRY_MAX_MS", default_value_t = 5_000)]
+    pub contract_events_retry_max_ms: u64,
     /// How often the sweeper expires requests and reveals closed windows.
     #[arg(long, env = "SWEEP_INTERVAL_MS", default_value_t = 30_000)]
     pub sweep_interval_ms: u64,
@@ -155,6 +163,10 @@ pub struct RuleArgs {
     /// End-of-contract feedback window, days after the end.
     #[arg(long, env = "END_FEEDBACK_WINDOW_DAYS", default_value_t = 14)]
     pub end_feedback_window_days: i64,
+    /// Hours before the end-of-contract feedback window closes when a party
+    /// who has not left feedback is reminded.
+    #[arg(long, env = "END_FEEDBACK_REMINDER_HOURS", default_value_t = 72)]
+    pub end_feedback_reminder_hours: i64,
     /// Reply window, days after the end.
     #[arg(long, env = "REPLY_WINDOW_DAYS", default_value_t = 28)]
     pub reply_window_days: i64,
@@ -181,6 +193,7 @@ impl RuleArgs {
             feedback_interval: Duration::days(self.mid_feedback_interval_days),
             request_ttl: Duration::days(self.request_ttl_days),
             end_window: Duration::days(self.end_feedback_window_days),
+            reminder_before: Duration::hours(self.end_feedback_reminder_hours),
             reply_window: Duration::days(self.reply_window_days),
             min_net_paid_minor: self.work_history_min_net_paid_minor,
             max_bonus_minor: self.max_bonus_minor,

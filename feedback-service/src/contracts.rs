@@ -122,6 +122,19 @@ impl Contracts {
         request
     }
 
+    /// contract-service's events after `after_sequence`, as a stream without
+    /// a deadline (it stays open while events keep coming).
+    pub async fn watch_events(
+        &self,
+        after_sequence: i64,
+    ) -> Result<tonic::Streaming<pb::WatchEventsResponse>, Status> {
+        let mut request = Request::new(pb::WatchEventsRequest { after_sequence });
+        request
+            .metadata_mut()
+            .insert("authorization", self.authorization.clone());
+        Ok(self.client().watch_events(request).await?.into_inner())
+    }
+
     /// One contract's facts; `None` when it does not exist.
     pub async fn get(
         &self,

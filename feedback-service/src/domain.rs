@@ -22,6 +22,9 @@ pub struct Rules {
     pub request_ttl: Duration,
     /// End-of-contract feedback may be left until this long after the end (exclusive).
     pub end_window: Duration,
+    /// A party who has not left end-of-contract feedback is reminded this
+    /// long before the window closes.
+    pub reminder_before: Duration,
     /// A reply may be posted until this long after the end (exclusive).
     pub reply_window: Duration,
     /// Public feedback shows in work history only with at least this much net paid.
@@ -39,6 +42,7 @@ impl Default for Rules {
             feedback_interval: Duration::days(30),
             request_ttl: Duration::days(14),
             end_window: Duration::days(14),
+            reminder_before: Duration::days(3),
             reply_window: Duration::days(28),
             min_net_paid_minor: 100,
             max_bonus_minor: 100_000,

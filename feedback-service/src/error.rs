@@ -21,6 +21,8 @@ pub enum Error {
     NotAParty { contract_id: String },
     #[error("only the {0} of the contract may do this")]
     WrongSide(&'static str),
+    #[error("a user may only read and change their own notification preferences")]
+    NotYourPreferences,
     #[error("missing scope {0}")]
     MissingScope(&'static str),
     #[error("{what} {id} not found")]
@@ -99,14 +101,15 @@ impl From<Error> for Status {
                 DOMAIN,
                 &[FieldViolation::new("request_id", err.to_string())],
             ),
-            Error::NotAParty { .. } | Error::WrongSide(_) | Error::MissingScope(_) => {
-                status::with_reason(
-                    Code::PermissionDenied,
-                    DOMAIN,
-                    "PERMISSION_DENIED",
-                    err.to_string(),
-                )
-            }
+            Error::NotAParty { .. }
+            | Error::WrongSide(_)
+            | Error::MissingScope(_)
+            | Error::NotYourPreferences => status::with_reason(
+                Code::PermissionDenied,
+                DOMAIN,
+                "PERMISSION_DENIED",
+                err.to_string(),
+            ),
             Error::NotFound { .. } => {
                 status::with_reason(Code::NotFound, DOMAIN, "NOT_FOUND", err.to_string())
             }

@@ -84,8 +84,24 @@ impl FeedbackApi {
         self
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn contracts(&self) -> &Contracts {
+        &self.contracts
+    }
+
+    pub(crate) fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub(crate) fn mutations(&self) -> &Mutations {
+        &self.mutations
     }
 
     /// A contract's facts, for a caller allowed to see it. Users learn
@@ -290,7 +306,7 @@ fn end_pb(
 }
 
 /// Adds an event for a state change to the outbox, with the change.
-fn emit(
+pub(crate) fn emit(
     unit: &mut Unit,
     contract_id: &str,
     now: DateTime<Utc>,
@@ -609,6 +625,8 @@ impl FeedbackApi {
                                 recipient_id: facts.client_id.clone(),
                                 feedback_request_id: request.id.clone(),
                                 text: request_notification_text(request.expire_time),
+                                kind: pb::NotificationKind::FeedbackRequest as i32,
+                                window_close_time: None,
                             };
                             emit(
                                 unit,
@@ -1225,6 +1243,26 @@ impl pb::feedback_service_server::FeedbackService for FeedbackApi {
     ) -> Result<Response<pb::ListJobSuccessInputsResponse>, Status> {
         handle!(self, request, list_job_success_inputs, local)
     }
+    async fn get_notification_preferences(
+        &self,
+        request: Request<pb::GetNotificationPreferencesRequest>,
+    ) -> Result<Response<pb::GetNotificationPreferencesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        crate::prompts::get_preferences(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+    async fn update_notification_preferences(
+        &self,
+        request: Request<pb::UpdateNotificationPreferencesRequest>,
+    ) -> Result<Response<pb::UpdateNotificationPreferencesResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        crate::prompts::update_preferences(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
 
     type WatchEventsStream = EventStream;
 
@@ -1338,8 +1376,10 @@ pub mod workers {
         }
     }
 
-    /// One sweep: expire overdue requests and reveal feedback whose window closed.
+    /// One sweep: expire overdue requests, reveal feedback whose window
+    /// closed, and send the end-of-contract reminders that are due.
     pub async fn sweep(api: &FeedbackApi) -> Result<(), Error> {
+        crate::prompts::send_due_reminders(api).await?;
         let now = api.now();
         api.mutations
             .run(String::new(), "ExpireRequests", None, &(), move |unit| {

@@ -7,6 +7,7 @@ pub mod contracts;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod prompts;
 pub mod store;
 
 pub use app::Application;

@@ -667,14 +667,28 @@ pub const OLDEST_SWEEPER_DUE: &str = "SELECT MIN(due_at) FROM (\
 
 /// Migrations of this service for each backend, embedded in the binary.
 pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations {
-    sqlite: &[(
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    )],
-    postgres: &[(
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    )],
+    sqlite: &[
+        (
+            1,
+            "init",
+            include_str!("../migrations/sqlite/0001_init.sql"),
+        ),
+        (
+            2,
+            "contract events",
+            include_str!("../migrations/sqlite/0002_contract_events.sql"),
+        ),
+    ],
+    postgres: &[
+        (
+            1,
+            "init",
+            include_str!("../migrations/postgres/0001_init.sql"),
+        ),
+        (
+            2,
+            "contract events",
+            include_str!("../migrations/postgres/0002_contract_events.sql"),
+        ),
+    ],
 };

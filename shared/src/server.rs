@@ -139,6 +139,9 @@ pub struct Serve {
     /// The fully qualified names of the services in `routes`: what health
     /// reports on (besides "") and reflection lists (grpcurl `list`).
     pub services: Vec<&'static str>,
+    /// Health names of parts whose status follows a flag (true: SERVING),
+    /// e.g. a background stream. Kubernetes probes do not read them.
+    pub components: Vec<(&'static str, tokio::sync::watch::Receiver<bool>)>,
 }
 
 /// Serves until `shutdown` resolves. Then health turns NOT_SERVING, new
@@ -155,12 +158,32 @@ pub async fn serve(
         metrics,
         routes,
         services,
+        components,
     } = serve;
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in std::iter::once("").chain(services.iter().copied()) {
         health
             .set_service_status(name, ServingStatus::Serving)
             .await;
+    }
+    for (name, mut up) in components {
+        let health = health.clone();
+        tokio::spawn(async move {
+            loop {
+                let status = if *up.borrow_and_update() {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                health.set_service_status(name, status).await;
+                if up.changed().await.is_err() {
+                    health
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
+                    return;
+                }
+            }
+        });
     }
     let (reflection_v1, reflection_v1alpha) = reflection(&services)?;
 

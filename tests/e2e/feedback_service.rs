@@ -743,7 +743,8 @@ async fn both_parties_submitting_at_once_reveal_exactly_once(backend: TestBacken
     let a = client.await.expect("join").expect("client");
     let b = freelancer.await.expect("join").expect("freelancer");
     assert!(a.revealed ^ b.revealed, "exactly one submission reveals");
-    let events = s.feedback.events(3).await;
+    // Two prompts on two channels (the contract's end), two submissions, one reveal.
+    let events = s.feedback.events(7).await;
     let reveals = events
         .iter()
         .filter(|e| matches!(e.payload, Some(fpb::event::Payload::FeedbackRevealed(_))))

@@ -7,5 +7,6 @@ mod hostile;
 mod metrics;
 mod nats;
 mod operations;
+mod prompts;
 mod security;
 mod soak;

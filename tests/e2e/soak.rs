@@ -110,6 +110,10 @@ async fn work(s: Arc<Stack>, worker: usize, until: std::time::Instant) -> Ledger
             .await
             .expect("end");
         ledger.event("ContractEnded");
+        // feedback-service follows the end: both parties prompted, by email and in-app.
+        for _ in 0..4 {
+            ledger.feedback_event("NotificationRequested");
+        }
         s.feedback
             .client_end_feedback(&client, &c.id)
             .await

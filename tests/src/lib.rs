@@ -593,6 +593,7 @@ impl FeedbackApp {
         );
         config.sweep_interval_ms = 100;
         config.bonus_retry_max_ms = 200;
+        config.contract_events_retry_max_ms = 200;
         config.rules.early_feedback_clients = vec![EARLY_CLIENT.to_owned()];
         config
     }

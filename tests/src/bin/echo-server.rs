@@ -78,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
             metrics: shared::metrics::Metrics::new()?,
             routes: routes.routes(),
             services: vec!["marketplace.testing.v1.EchoService"],
+            components: Vec::new(),
         },
         shared::server::shutdown_signal(),
     )
