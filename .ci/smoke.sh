@@ -84,6 +84,8 @@ expect '"revealed": true'
 expect '"midContractFeedback"'
 expect '"clientFeedback"'
 expect '"userId": "freelancer-1"'
+expect '"type": "MODERATION_ACTION_TYPE_HIDE"'
+expect '"removedBySupport": true'
 # Read each page whole first: `curl | grep -q` under pipefail fails at
 # random, since grep exits at its first match and curl's next write fails.
 metrics=$(curl -fsS http://127.0.0.1:9101/metrics)

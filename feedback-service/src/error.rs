@@ -53,6 +53,10 @@ pub enum Error {
     ReplyWindowClosed { closed_at: DateTime<Utc> },
     #[error("this feedback already has a reply")]
     AlreadyReplied,
+    #[error("this feedback is already hidden")]
+    AlreadyHidden,
+    #[error("this feedback is not hidden")]
+    NotHidden,
     #[error("request_id was already used with different parameters")]
     IdempotencyMismatch,
     #[error("contract-service is unavailable; nothing was written, retry later")]
@@ -147,6 +151,8 @@ impl From<Error> for Status {
                 HashMap::from([("closeTime".to_owned(), rfc3339(closed_at))]),
             ),
             Error::AlreadyReplied => precondition("ALREADY_REPLIED", none()),
+            Error::AlreadyHidden => precondition("ALREADY_HIDDEN", none()),
+            Error::NotHidden => precondition("NOT_HIDDEN", none()),
             Error::ContractServiceUnavailable(cause) => {
                 tracing::warn!(error = %cause.message(), code = ?cause.code(), "contract-service unavailable");
                 status::with_reason(

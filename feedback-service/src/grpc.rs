@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::contracts::Contracts;
 use crate::domain::{self, Cohort, CohortConfig, ContractFacts, Eligibility, Rules, Side};
 use crate::error::Error;
+use crate::moderation;
 use crate::store::{
     self, BonusState, CLIENT_TO_FREELANCER, EndFeedback, FREELANCER_TO_CLIENT, MidFeedback,
 };
@@ -224,6 +225,7 @@ fn mid_pb(f: &MidFeedback) -> pb::MidContractFeedback {
         cohort: Cohort::parse(&f.cohort).map_or(pb::Cohort::Unspecified, cohort_pb) as i32,
         fulfilled_request_id: f.fulfilled_request_id.clone().unwrap_or_default(),
         create_time: Some(to_proto(f.create_time)),
+        removed_by_support: false,
     }
 }
 
@@ -255,6 +257,7 @@ fn reply_pb(r: &store::Reply) -> pb::Reply {
         text: r.text.clone(),
         public: r.public,
         create_time: Some(to_proto(r.create_time)),
+        removed_by_support: false,
     }
 }
 
@@ -302,6 +305,7 @@ fn end_pb(
         }),
         reply: reply.map(reply_pb),
         create_time: Some(to_proto(f.create_time)),
+        removed_by_support: false,
     }
 }
 
@@ -353,12 +357,12 @@ fn score(v: &mut Violations, field: &str, value: i32) -> i32 {
     value
 }
 
-fn page_token(token: &str, filter: &str) -> Result<Option<String>, Error> {
+pub(crate) fn page_token(token: &str, filter: &str) -> Result<Option<String>, Error> {
     paging::decode(token, filter)
         .map_err(|e| Error::InvalidArgument(vec![FieldViolation::new("page_token", e)]))
 }
 
-fn next_token<T>(
+pub(crate) fn next_token<T>(
     items: &mut Vec<T>,
     size: u32,
     filter: &str,
@@ -909,13 +913,20 @@ impl FeedbackApi {
             Some(Side::Freelancer) => f.direction == FREELANCER_TO_CLIENT,
             None => true,
         };
-        let feedback = rows
+        let mut feedback: Vec<pb::EndContractFeedback> = rows
             .iter()
             // Double-blind: the other side's feedback only once revealed.
             .filter(|f| mine(f) || revealed)
             // The client's private part: its author and staff only.
             .map(|f| end_pb(f, side != Some(Side::Freelancer), replies.get(&f.id)))
             .collect();
+        if side.is_some() {
+            // Parties see what support hid as removed; staff see it whole.
+            let mut shown: Vec<String> = ids.clone();
+            shown.extend(replies.values().map(|r| r.id.clone()));
+            let hidden = moderation::store::hidden_of(self.db.reader(), &shown).await?;
+            moderation::redact_ends(&mut feedback, &hidden);
+        }
         Ok(pb::GetEndContractFeedbackResponse {
             contract_id: id,
             feedback,
@@ -1051,6 +1062,10 @@ impl FeedbackApi {
         let end_ids: Vec<String> = ends.iter().map(|f| f.id.clone()).collect();
         let replies = store::replies_to(self.db.reader(), &end_ids).await?;
         let now = self.now();
+        let mut shown: Vec<String> = mids.iter().map(|m| m.id.clone()).collect();
+        shown.extend(end_ids.iter().cloned());
+        shown.extend(replies.values().map(|r| r.id.clone()));
+        let hidden = moderation::store::hidden_of(self.db.reader(), &shown).await?;
         let items = contract_ids
             .iter()
             .map(|id| {
@@ -1065,7 +1080,11 @@ impl FeedbackApi {
                             && contract
                                 .is_some_and(|c| c.net_paid_minor >= self.rules.min_net_paid_minor)
                     })
-                    .map(|f| end_pb(f, false, replies.get(&f.id).filter(|r| r.public)));
+                    .map(|f| {
+                        let mut view = end_pb(f, false, replies.get(&f.id).filter(|r| r.public));
+                        moderation::redact_ends(std::slice::from_mut(&mut view), &hidden);
+                        view
+                    });
                 pb::WorkHistoryItem {
                     contract_id: id.clone(),
                     client_id: contract.map(|c| c.client_id.clone()).unwrap_or_default(),
@@ -1074,7 +1093,13 @@ impl FeedbackApi {
                     mid_contract_feedback: mids
                         .iter()
                         .filter(|m| &m.contract_id == id)
-                        .map(mid_pb)
+                        .map(|m| {
+                            let mut view = mid_pb(m);
+                            if hidden.contains(&m.id) {
+                                moderation::redact_mid(&mut view);
+                            }
+                            view
+                        })
                         .collect(),
                 }
             })
@@ -1110,6 +1135,10 @@ impl FeedbackApi {
         )
         .await?;
         let next_page_token = next_token(&mut rows, size, &filter, |f| f.id.clone());
+        // Left out while support has them hidden.
+        let all: Vec<String> = rows.iter().map(|f| f.id.clone()).collect();
+        let hidden = moderation::store::hidden_of(self.db.reader(), &all).await?;
+        rows.retain(|f| !hidden.contains(&f.id));
         let ids: Vec<String> = rows.iter().map(|f| f.id.clone()).collect();
         let replies = store::replies_to(self.db.reader(), &ids).await?;
         Ok(pb::ListJobSuccessInputsResponse {
@@ -1249,6 +1278,36 @@ impl pb::feedback_service_server::FeedbackService for FeedbackApi {
     ) -> Result<Response<pb::GetNotificationPreferencesResponse>, Status> {
         let caller = Caller::of(&request)?;
         crate::prompts::get_preferences(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+    async fn hide_feedback(
+        &self,
+        request: Request<pb::HideFeedbackRequest>,
+    ) -> Result<Response<pb::HideFeedbackResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        moderation::hide(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+    async fn restore_feedback(
+        &self,
+        request: Request<pb::RestoreFeedbackRequest>,
+    ) -> Result<Response<pb::RestoreFeedbackResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        moderation::restore(self, caller, request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
+    async fn list_moderation_actions(
+        &self,
+        request: Request<pb::ListModerationActionsRequest>,
+    ) -> Result<Response<pb::ListModerationActionsResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        moderation::list(self, caller, request.into_inner())
             .await
             .map(Response::new)
             .map_err(Status::from)

@@ -7,6 +7,7 @@ pub mod contracts;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod moderation;
 pub mod prompts;
 pub mod store;
 

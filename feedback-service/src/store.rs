@@ -678,6 +678,11 @@ pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations {
             "contract events",
             include_str!("../migrations/sqlite/0002_contract_events.sql"),
         ),
+        (
+            3,
+            "moderation",
+            include_str!("../migrations/sqlite/0003_moderation.sql"),
+        ),
     ],
     postgres: &[
         (
@@ -689,6 +694,11 @@ pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations {
             2,
             "contract events",
             include_str!("../migrations/postgres/0002_contract_events.sql"),
+        ),
+        (
+            3,
+            "moderation",
+            include_str!("../migrations/postgres/0003_moderation.sql"),
         ),
     ],
 };

@@ -5,6 +5,7 @@ mod contract_service;
 mod feedback_service;
 mod hostile;
 mod metrics;
+mod moderation;
 mod nats;
 mod operations;
 mod prompts;

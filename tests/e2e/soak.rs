@@ -157,6 +157,8 @@ fn feedback_kind_of(event: &fpb::Event) -> &'static str {
         Some(FeedbackRevealed(_)) => "FeedbackRevealed",
         Some(ReplyPosted(_)) => "ReplyPosted",
         Some(BonusPaid(_)) => "BonusPaid",
+        Some(FeedbackHidden(_)) => "FeedbackHidden",
+        Some(FeedbackRestored(_)) => "FeedbackRestored",
         None => "none",
     }
 }
