@@ -333,6 +333,31 @@ pub(crate) fn emit(
     });
 }
 
+/// Asks for `notification` to go out by email and by in-app message (its
+/// `channel` is set for each).
+pub(crate) fn notify(
+    unit: &mut Unit,
+    contract_id: &str,
+    now: DateTime<Utc>,
+    notification: pb::NotificationRequested,
+) {
+    for channel in [
+        pb::NotificationChannel::Email,
+        pb::NotificationChannel::InAppMessage,
+    ] {
+        emit(
+            unit,
+            contract_id,
+            now,
+            "NotificationRequested",
+            pb::event::Payload::NotificationRequested(pb::NotificationRequested {
+                channel: channel as i32,
+                ..notification.clone()
+            }),
+        );
+    }
+}
+
 /// Emits RequestExpired for requests the store just expired.
 fn emit_expired(unit: &mut Unit, expired: &[store::FeedbackRequest], now: DateTime<Utc>) {
     for request in expired {
@@ -620,26 +645,18 @@ impl FeedbackApi {
                             }),
                         );
                         // The client hears about it twice: by email and in Messages.
-                        for channel in [
-                            pb::NotificationChannel::Email,
-                            pb::NotificationChannel::InAppMessage,
-                        ] {
-                            let notification = pb::NotificationRequested {
-                                channel: channel as i32,
+                        notify(
+                            unit,
+                            &id,
+                            now,
+                            pb::NotificationRequested {
                                 recipient_id: facts.client_id.clone(),
                                 feedback_request_id: request.id.clone(),
                                 text: request_notification_text(request.expire_time),
                                 kind: pb::NotificationKind::FeedbackRequest as i32,
-                                window_close_time: None,
-                            };
-                            emit(
-                                unit,
-                                &id,
-                                now,
-                                "NotificationRequested",
-                                pb::event::Payload::NotificationRequested(notification),
-                            );
-                        }
+                                ..Default::default()
+                            },
+                        );
                         let response = pb::RequestMidContractFeedbackResponse {
                             feedback_request: Some(view),
                         };

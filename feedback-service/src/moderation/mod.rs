@@ -122,59 +122,25 @@ pub async fn hide(
         request_id: String::new(),
         ..req.clone()
     };
-    let now = api.now();
-    let actor = caller.subject().to_owned();
-    let item_id = req.item_id;
-    api.mutations()
-        .run(
-            caller.key(),
-            "HideFeedback",
-            request_id,
-            &fingerprint,
-            move |unit| {
-                Box::pin(async move {
-                    let (contract_id, author_id) = store::item_owner(unit.tx(), kind, &item_id)
-                        .await?
-                        .ok_or_else(|| Error::NotFound {
-                            what: "feedback",
-                            id: item_id.clone(),
-                        })?;
-                    if !store::hide(unit.tx(), &item_id, kind, now).await? {
-                        return Err(Error::AlreadyHidden);
-                    }
-                    let action = store::Action {
-                        id: ids::new_id("mod"),
-                        action: "HIDE".into(),
-                        item_id,
-                        item_kind: kind.into(),
-                        contract_id,
-                        author_id,
-                        reason: Some(reason_name(reason).into()),
-                        note,
-                        actor,
-                        create_time: now,
-                    };
-                    store::insert_action(unit.tx(), &action).await?;
-                    let view = action_pb(&action);
-                    let text = format!(
-                        "Support removed your feedback from public view because {}. You can contact support if you think this is a mistake.",
-                        reason_text(reason)
-                    );
-                    tell_author(unit, &action, pb::NotificationKind::FeedbackHidden, &text, now);
-                    emit(
-                        unit,
-                        &action.contract_id,
-                        now,
-                        "FeedbackHidden",
-                        pb::event::Payload::FeedbackHidden(pb::FeedbackHidden {
-                            action: Some(view.clone()),
-                        }),
-                    );
-                    Ok(pb::HideFeedbackResponse { action: Some(view) })
-                })
-            },
-        )
-        .await
+    let change = Change {
+        hide: true,
+        kind,
+        item_id: req.item_id,
+        reason: Some(reason),
+        note,
+    };
+    let action = act(
+        api,
+        &caller,
+        "HideFeedback",
+        request_id,
+        &fingerprint,
+        change,
+    )
+    .await?;
+    Ok(pb::HideFeedbackResponse {
+        action: Some(action),
+    })
 }
 
 pub async fn restore(
@@ -192,60 +158,110 @@ pub async fn restore(
         request_id: String::new(),
         ..req.clone()
     };
+    let change = Change {
+        hide: false,
+        kind,
+        item_id: req.item_id,
+        reason: None,
+        note,
+    };
+    let action = act(
+        api,
+        &caller,
+        "RestoreFeedback",
+        request_id,
+        &fingerprint,
+        change,
+    )
+    .await?;
+    Ok(pb::RestoreFeedbackResponse {
+        action: Some(action),
+    })
+}
+
+/// A validated hide or restore.
+struct Change {
+    hide: bool,
+    kind: &'static str,
+    item_id: String,
+    reason: Option<pb::ModerationReason>,
+    note: String,
+}
+
+/// Applies `change` in one transaction: the item's state (from the right
+/// state only), the audit entry, the author's notification and the event.
+async fn act(
+    api: &FeedbackApi,
+    caller: &Caller,
+    method: &'static str,
+    request_id: Option<String>,
+    fingerprint: &impl prost::Message,
+    change: Change,
+) -> Result<pb::ModerationAction, Error> {
     let now = api.now();
     let actor = caller.subject().to_owned();
-    let item_id = req.item_id;
     api.mutations()
-        .run(
-            caller.key(),
-            "RestoreFeedback",
-            request_id,
-            &fingerprint,
-            move |unit| {
-                Box::pin(async move {
-                    let (contract_id, author_id) = store::item_owner(unit.tx(), kind, &item_id)
-                        .await?
-                        .ok_or_else(|| Error::NotFound {
-                            what: "feedback",
-                            id: item_id.clone(),
-                        })?;
-                    if !store::restore(unit.tx(), &item_id, now).await? {
-                        return Err(Error::NotHidden);
-                    }
-                    let action = store::Action {
-                        id: ids::new_id("mod"),
-                        action: "RESTORE".into(),
-                        item_id,
-                        item_kind: kind.into(),
-                        contract_id,
-                        author_id,
-                        reason: None,
-                        note,
-                        actor,
-                        create_time: now,
-                    };
-                    store::insert_action(unit.tx(), &action).await?;
-                    let view = action_pb(&action);
-                    tell_author(
-                        unit,
-                        &action,
+        .run(caller.key(), method, request_id, fingerprint, move |unit| {
+            Box::pin(async move {
+                let Change {
+                    hide,
+                    kind,
+                    item_id,
+                    reason,
+                    note,
+                } = change;
+                let (contract_id, author_id) = store::item_owner(unit.tx(), kind, &item_id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        what: "feedback",
+                        id: item_id.clone(),
+                    })?;
+                if hide && !store::hide(unit.tx(), &item_id, kind, now).await? {
+                    return Err(Error::AlreadyHidden);
+                }
+                if !hide && !store::restore(unit.tx(), &item_id, now).await? {
+                    return Err(Error::NotHidden);
+                }
+                let action = store::Action {
+                    id: ids::new_id("mod"),
+                    action: if hide { "HIDE" } else { "RESTORE" }.into(),
+                    item_id,
+                    item_kind: kind.into(),
+                    contract_id,
+                    author_id,
+                    reason: reason.map(|r| reason_name(r).into()),
+                    note,
+                    actor,
+                    create_time: now,
+                };
+                store::insert_action(unit.tx(), &action).await?;
+                let view = action_pb(&action);
+                let (kind, text, kind_name, payload) = match reason {
+                    Some(reason) => (
+                        pb::NotificationKind::FeedbackHidden,
+                        format!(
+                            "Support removed your feedback from public view because {}. You can contact support if you think this is a mistake.",
+                            reason_text(reason)
+                        ),
+                        "FeedbackHidden",
+                        pb::event::Payload::FeedbackHidden(pb::FeedbackHidden {
+                            action: Some(view.clone()),
+                        }),
+                    ),
+                    None => (
                         pb::NotificationKind::FeedbackRestored,
-                        "Support restored your feedback: it is public again.",
-                        now,
-                    );
-                    emit(
-                        unit,
-                        &action.contract_id,
-                        now,
+                        "Support restored your feedback: it is public again.".to_owned(),
                         "FeedbackRestored",
                         pb::event::Payload::FeedbackRestored(pb::FeedbackRestored {
                             action: Some(view.clone()),
                         }),
-                    );
-                    Ok(pb::RestoreFeedbackResponse { action: Some(view) })
-                })
-            },
-        )
+                    ),
+                };
+                tell_author(unit, &action, kind, &text, now);
+                emit(unit, &action.contract_id, now, kind_name, payload);
+                Ok(view)
+            })
+        })
         .await
 }
 
@@ -256,25 +272,17 @@ fn tell_author(
     text: &str,
     now: DateTime<Utc>,
 ) {
-    for channel in [
-        pb::NotificationChannel::Email,
-        pb::NotificationChannel::InAppMessage,
-    ] {
-        emit(
-            unit,
-            &action.contract_id,
-            now,
-            "NotificationRequested",
-            pb::event::Payload::NotificationRequested(pb::NotificationRequested {
-                channel: channel as i32,
-                recipient_id: action.author_id.clone(),
-                feedback_request_id: String::new(),
-                text: text.to_owned(),
-                kind: kind as i32,
-                window_close_time: None,
-            }),
-        );
-    }
+    crate::grpc::notify(
+        unit,
+        &action.contract_id,
+        now,
+        pb::NotificationRequested {
+            recipient_id: action.author_id.clone(),
+            text: text.to_owned(),
+            kind: kind as i32,
+            ..Default::default()
+        },
+    );
 }
 
 pub async fn list(

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::grpc::{FeedbackApi, emit};
+use crate::grpc::FeedbackApi;
 use crate::store::{CLIENT_TO_FREELANCER, FREELANCER_TO_CLIENT};
 use shared::auth::{Caller, scope};
 use shared::proto::contract::v1 as cpb;
@@ -259,25 +259,18 @@ fn notify(
             prompt.title
         ),
     };
-    for channel in [
-        pb::NotificationChannel::Email,
-        pb::NotificationChannel::InAppMessage,
-    ] {
-        emit(
-            unit,
-            &prompt.contract_id,
-            now,
-            "NotificationRequested",
-            pb::event::Payload::NotificationRequested(pb::NotificationRequested {
-                channel: channel as i32,
-                recipient_id: prompt.recipient_id.clone(),
-                feedback_request_id: String::new(),
-                text: text.clone(),
-                kind: kind as i32,
-                window_close_time: Some(to_proto(prompt.window_close_time)),
-            }),
-        );
-    }
+    crate::grpc::notify(
+        unit,
+        &prompt.contract_id,
+        now,
+        pb::NotificationRequested {
+            recipient_id: prompt.recipient_id.clone(),
+            text,
+            kind: kind as i32,
+            window_close_time: Some(to_proto(prompt.window_close_time)),
+            ..Default::default()
+        },
+    );
 }
 
 /// The user whose preferences `caller` may read or change: itself (empty
