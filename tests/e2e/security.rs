@@ -399,6 +399,33 @@ const RPCS: &[Rpc] = &[
         scope: Some("events:read"),
         allowed: &[S],
     },
+    // The client's own preferences: the client, or support.
+    Rpc {
+        name: "feedback.GetNotificationPreferences",
+        scope: Some("admin"),
+        allowed: &[C, S],
+    },
+    Rpc {
+        name: "feedback.UpdateNotificationPreferences",
+        scope: Some("admin"),
+        allowed: &[C, S],
+    },
+    // Moderation: support only, never a user token.
+    Rpc {
+        name: "feedback.HideFeedback",
+        scope: Some("admin"),
+        allowed: &[S],
+    },
+    Rpc {
+        name: "feedback.RestoreFeedback",
+        scope: Some("admin"),
+        allowed: &[S],
+    },
+    Rpc {
+        name: "feedback.ListModerationActions",
+        scope: Some("admin"),
+        allowed: &[S],
+    },
 ];
 
 fn expected(rpc: &Rpc, caller: Caller) -> Outcome {
@@ -740,6 +767,55 @@ async fn call(s: &Stack, rpc: &Rpc, caller: Caller, f: &Fixture) -> (Code, Strin
             Ok(_) => (Code::Ok, String::new()),
             Err(status) => (status.code(), format!("{status:?}")),
         },
+        "feedback.GetNotificationPreferences" => seen(
+            feedback
+                .get_notification_preferences(request(
+                    t,
+                    fpb::GetNotificationPreferencesRequest {
+                        user_id: CLIENT.into(),
+                    },
+                ))
+                .await,
+        ),
+        "feedback.UpdateNotificationPreferences" => seen(
+            feedback
+                .update_notification_preferences(request(
+                    t,
+                    fpb::UpdateNotificationPreferencesRequest {
+                        user_id: CLIENT.into(),
+                        end_feedback_reminders: false,
+                    },
+                ))
+                .await,
+        ),
+        "feedback.HideFeedback" => seen(
+            feedback
+                .hide_feedback(request(
+                    t,
+                    fpb::HideFeedbackRequest {
+                        item_id: f.to_freelancer.clone(),
+                        reason: fpb::ModerationReason::Abuse as i32,
+                        ..Default::default()
+                    },
+                ))
+                .await,
+        ),
+        "feedback.RestoreFeedback" => seen(
+            feedback
+                .restore_feedback(request(
+                    t,
+                    fpb::RestoreFeedbackRequest {
+                        item_id: f.to_freelancer.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+        ),
+        "feedback.ListModerationActions" => seen(
+            feedback
+                .list_moderation_actions(request(t, fpb::ListModerationActionsRequest::default()))
+                .await,
+        ),
         other => panic!("no call for {other}"),
     }
 }
