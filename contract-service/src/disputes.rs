@@ -16,12 +16,12 @@ use crate::grpc::{
 use crate::store::{self, Resolution};
 use shared::auth::{Caller, scope};
 use shared::db::Tx;
+use shared::ids;
 use shared::paging;
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
 use shared::writer::Unit;
-use shared::ids;
 
 /// Most overdue disputes one sweep escalates (the next sweep takes the rest).
 const SWEEP_BATCH: i64 = 500;
@@ -779,7 +779,12 @@ impl ContractApi {
     /// One sweep: escalates every OPEN dispute whose response window has
     /// closed by the service clock's now. Returns how many it escalated.
     pub async fn escalate_overdue_disputes(&self) -> Result<usize, Error> {
-        let now = self.now();
+        self.escalate_disputes_due_by(self.now()).await
+    }
+
+    /// [`Self::escalate_overdue_disputes`] as of `now` (tests race it against
+    /// an answer read at the previous second).
+    pub async fn escalate_disputes_due_by(&self, now: DateTime<Utc>) -> Result<usize, Error> {
         let overdue = store::overdue_disputes(self.db.reader(), now, SWEEP_BATCH).await?;
         let mut escalated = 0;
         for id in overdue {

@@ -72,9 +72,7 @@ pub enum Error {
     DisputeNotOpen { state: DisputeState },
     #[error("the dispute is {}; support decides only escalated disputes", state_name(*state))]
     DisputeNotEscalated { state: DisputeState },
-    #[error(
-        "the freelancer's response window closed at {closed_at}: the dispute goes to support"
-    )]
+    #[error("the freelancer's response window closed at {closed_at}: the dispute goes to support")]
     DisputeResponseWindowClosed { closed_at: DateTime<Utc> },
     /// Input that is well-formed but does not fit the stored facts (named field).
     #[error("{message}")]

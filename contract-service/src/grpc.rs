@@ -11,11 +11,11 @@ use futures::Stream;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use crate::disputes;
 use crate::domain::{
     self, BillingWeek, Contract, ContractState, ContractType, NewPayment, NewTimeEntry, Party,
     Payment, PaymentKind, Refund, Role, Rules, TimeEntry,
 };
-use crate::disputes;
 use crate::error::Error;
 use crate::store;
 use shared::auth::{Caller, scope};
@@ -78,7 +78,11 @@ impl ContractApi {
 
 /// A contract the caller may act on. For users an unknown contract reads
 /// exactly like someone else's, so existence is never revealed.
-pub(crate) async fn find_contract<'e, E>(executor: E, id: &str, caller: &Caller) -> Result<Contract, Error>
+pub(crate) async fn find_contract<'e, E>(
+    executor: E,
+    id: &str,
+    caller: &Caller,
+) -> Result<Contract, Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -252,7 +256,11 @@ pub(crate) fn refund_pb(r: &Refund) -> pb::Refund {
 }
 
 /// A Money field: a valid currency and a positive amount.
-pub(crate) fn parse_amount(v: &mut Violations, field: &str, amount: Option<&pb::Money>) -> (String, i64) {
+pub(crate) fn parse_amount(
+    v: &mut Violations,
+    field: &str,
+    amount: Option<&pb::Money>,
+) -> (String, i64) {
     match amount {
         None => {
             v.add(field, "is required");
@@ -828,7 +836,10 @@ impl ContractApi {
             (PaymentKind::HourlyInvoice, Some(week))
                 if req.paid_time.is_some() && week.start > paid_at =>
             {
-                v.add("billing_week_time", "the week must have started by paid_time")
+                v.add(
+                    "billing_week_time",
+                    "the week must have started by paid_time",
+                )
             }
             (PaymentKind::FixedPrice | PaymentKind::Bonus, _)
                 if req.billing_week_time.is_some() =>
