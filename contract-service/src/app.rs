@@ -77,6 +77,11 @@ impl Application {
         self
     }
 
+    /// The service itself (tests run its sweep at a chosen instant).
+    pub fn api(&self) -> ContractApi {
+        self.api.clone()
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -114,6 +119,11 @@ impl Application {
             tokio::spawn(sample_metrics(
                 self.db.clone(),
                 self.metrics.clone(),
+                stopped(stop_rx.clone()),
+            )),
+            tokio::spawn(crate::disputes::run_dispute_sweeper(
+                self.api.clone(),
+                Duration::from_millis(self.config.rules.dispute_sweep_interval_ms),
                 stopped(stop_rx.clone()),
             )),
         ];

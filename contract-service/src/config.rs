@@ -90,6 +90,13 @@ pub struct RuleArgs {
     /// Hours idempotency keys are kept (at least 24).
     #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
     pub idempotency_retention_hours: i64,
+    /// Days after filing during which the freelancer may answer a dispute
+    /// (exclusive); then it is escalated to support.
+    #[arg(long, env = "DISPUTE_RESPONSE_DAYS", default_value_t = 5)]
+    pub dispute_response_days: i64,
+    /// How often the sweep escalates disputes whose response window closed.
+    #[arg(long, env = "DISPUTE_SWEEP_INTERVAL_MS", default_value_t = 30_000)]
+    pub dispute_sweep_interval_ms: u64,
 }
 
 impl RuleArgs {
@@ -101,6 +108,7 @@ impl RuleArgs {
             review_opens_after_week: Duration::hours(self.review_window_opens_hours),
             review_closes_after_week: Duration::hours(self.review_window_closes_hours),
             idempotency_retention: Duration::hours(self.idempotency_retention_hours.max(24)),
+            dispute_response: Duration::days(self.dispute_response_days.max(1)),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tonic::{Code, Status};
 
-use crate::domain::Role;
+use crate::domain::{DisputeState, Role};
 use shared::idempotency::IdempotencyError;
 use shared::status::{self, FieldViolation};
 
@@ -64,6 +64,22 @@ pub enum Error {
     },
     #[error("this week already has an open dispute")]
     DisputeAlreadyOpen,
+    #[error("this week's dispute has already been resolved")]
+    DisputeAlreadyResolved,
+    #[error("the week has no billable time to dispute")]
+    NoBillableTime,
+    #[error("the dispute is {}, not open", state_name(*state))]
+    DisputeNotOpen { state: DisputeState },
+    #[error("the dispute is {}; support decides only escalated disputes", state_name(*state))]
+    DisputeNotEscalated { state: DisputeState },
+    #[error("the freelancer's response window closed at {closed_at}: the dispute goes to support")]
+    DisputeResponseWindowClosed { closed_at: DateTime<Utc> },
+    /// Input that is well-formed but does not fit the stored facts (named field).
+    #[error("{message}")]
+    BadField {
+        field: &'static str,
+        message: String,
+    },
     #[error("request_id was already used with different parameters")]
     IdempotencyMismatch,
     #[error("database error")]
@@ -97,6 +113,15 @@ fn roles(allowed: &[Role]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+fn state_name(state: DisputeState) -> &'static str {
+    match state {
+        DisputeState::Open => "open",
+        DisputeState::Escalated => "escalated",
+        DisputeState::Resolved => "resolved",
+        DisputeState::Withdrawn => "withdrawn",
+    }
 }
 
 fn rfc3339(t: &DateTime<Utc>) -> String {
@@ -144,6 +169,19 @@ impl Error {
                 ]),
             ),
             Error::DisputeAlreadyOpen => ("DISPUTE_ALREADY_OPEN", HashMap::new()),
+            Error::DisputeAlreadyResolved => ("DISPUTE_ALREADY_RESOLVED", HashMap::new()),
+            Error::NoBillableTime => ("NO_BILLABLE_TIME", HashMap::new()),
+            Error::DisputeNotOpen { state } => {
+                ("DISPUTE_NOT_OPEN", one("state", state.as_str().to_owned()))
+            }
+            Error::DisputeNotEscalated { state } => (
+                "DISPUTE_NOT_ESCALATED",
+                one("state", state.as_str().to_owned()),
+            ),
+            Error::DisputeResponseWindowClosed { closed_at } => (
+                "DISPUTE_RESPONSE_WINDOW_CLOSED",
+                one("closeTime", rfc3339(closed_at)),
+            ),
             _ => return None,
         })
     }
@@ -170,6 +208,9 @@ impl From<Error> for Status {
                 DOMAIN,
                 &[FieldViolation::new("paid_time", err.to_string())],
             ),
+            Error::BadField { field, .. } => {
+                status::invalid_argument(DOMAIN, &[FieldViolation::new(field, err.to_string())])
+            }
             Error::PaymentKindMismatch => {
                 status::invalid_argument(DOMAIN, &[FieldViolation::new("kind", err.to_string())])
             }

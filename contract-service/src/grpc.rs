@@ -11,9 +11,10 @@ use futures::Stream;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use crate::disputes;
 use crate::domain::{
-    self, BillingWeek, Contract, ContractState, ContractType, Dispute, NewPayment, NewTimeEntry,
-    Party, Payment, PaymentKind, Refund, Role, Rules, TimeEntry,
+    self, BillingWeek, Contract, ContractState, ContractType, NewPayment, NewTimeEntry, Party,
+    Payment, PaymentKind, Refund, Role, Rules, TimeEntry,
 };
 use crate::error::Error;
 use crate::store;
@@ -24,7 +25,7 @@ use shared::metrics::Metrics;
 use shared::outbox::{self, Relay};
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
-use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+use shared::validate::{self, Violations};
 use shared::writer::{Mutations, Unit};
 use shared::{ids, paging};
 
@@ -34,19 +35,19 @@ const MAX_TITLE_CHARS: usize = 200;
 const MAX_NOTE_CHARS: usize = 1_000;
 /// Most ids in one BatchGetContracts.
 const MAX_BATCH: usize = 100;
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 1_000;
+pub(crate) const DEFAULT_PAGE_SIZE: u32 = 50;
+pub(crate) const MAX_PAGE_SIZE: u32 = 1_000;
 /// Minutes in a billing week: the most one entry or weekly limit can hold.
 const WEEK_MINUTES: i64 = 7 * 24 * 60;
 
 /// The contract service.
 #[derive(Debug, Clone)]
 pub struct ContractApi {
-    db: Db,
+    pub(crate) db: Db,
     clock: SharedClock,
-    rules: Rules,
+    pub(crate) rules: Rules,
     relay: Relay,
-    mutations: Mutations,
+    pub(crate) mutations: Mutations,
     /// Where `WatchEvents` reports each consumer's position, once set.
     metrics: Option<Arc<Metrics>>,
 }
@@ -70,14 +71,18 @@ impl ContractApi {
         self
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 }
 
 /// A contract the caller may act on. For users an unknown contract reads
 /// exactly like someone else's, so existence is never revealed.
-async fn find_contract<'e, E>(executor: E, id: &str, caller: &Caller) -> Result<Contract, Error>
+pub(crate) async fn find_contract<'e, E>(
+    executor: E,
+    id: &str,
+    caller: &Caller,
+) -> Result<Contract, Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
@@ -125,7 +130,7 @@ async fn not_writable(tx: &mut shared::db::Tx, id: &str, caller: &Caller) -> Res
     Ok(())
 }
 
-fn require_scope(caller: &Caller, scope: &'static str) -> Result<(), Error> {
+pub(crate) fn require_scope(caller: &Caller, scope: &'static str) -> Result<(), Error> {
     if caller.has_scope(scope) {
         Ok(())
     } else {
@@ -134,7 +139,7 @@ fn require_scope(caller: &Caller, scope: &'static str) -> Result<(), Error> {
 }
 
 /// Adds an event for a state change to the outbox, with the change.
-fn emit(
+pub(crate) fn emit(
     unit: &mut Unit,
     contract_id: &str,
     now: DateTime<Utc>,
@@ -157,7 +162,7 @@ fn emit(
     });
 }
 
-fn money(currency: &str, amount_minor: i64) -> pb::Money {
+pub(crate) fn money(currency: &str, amount_minor: i64) -> pb::Money {
     pb::Money {
         currency_code: currency.to_owned(),
         amount_minor,
@@ -216,7 +221,7 @@ fn entry_pb(e: &TimeEntry, billable_minutes: i64) -> pb::TimeEntry {
     }
 }
 
-fn minutes_i32(minutes: i64) -> i32 {
+pub(crate) fn minutes_i32(minutes: i64) -> i32 {
     i32::try_from(minutes).unwrap_or(i32::MAX)
 }
 
@@ -234,10 +239,11 @@ fn payment_pb(p: &Payment) -> pb::Payment {
         paid_time: Some(to_proto(p.paid_at)),
         memo: p.memo.clone(),
         create_time: Some(to_proto(p.create_time)),
+        billing_week_start_time: p.billing_week.map(|w| to_proto(w.start)),
     }
 }
 
-fn refund_pb(r: &Refund) -> pb::Refund {
+pub(crate) fn refund_pb(r: &Refund) -> pb::Refund {
     pb::Refund {
         id: r.id.clone(),
         payment_id: r.payment_id.clone(),
@@ -245,22 +251,16 @@ fn refund_pb(r: &Refund) -> pb::Refund {
         amount: Some(money(&r.currency, r.amount_minor)),
         reason: r.reason.clone(),
         create_time: Some(to_proto(r.create_time)),
-    }
-}
-
-fn dispute_pb(d: &Dispute) -> pb::Dispute {
-    pb::Dispute {
-        id: d.id.clone(),
-        contract_id: d.contract_id.clone(),
-        week_start_time: Some(to_proto(d.week_start)),
-        reason: d.reason.clone(),
-        state: pb::DisputeState::Open as i32,
-        create_time: Some(to_proto(d.create_time)),
+        dispute_id: r.dispute_id.clone().unwrap_or_default(),
     }
 }
 
 /// A Money field: a valid currency and a positive amount.
-fn parse_amount(v: &mut Violations, field: &str, amount: Option<&pb::Money>) -> (String, i64) {
+pub(crate) fn parse_amount(
+    v: &mut Violations,
+    field: &str,
+    amount: Option<&pb::Money>,
+) -> (String, i64) {
     match amount {
         None => {
             v.add(field, "is required");
@@ -292,7 +292,7 @@ fn parse_week(
     BillingWeek::containing(at)
 }
 
-fn required_request_id(v: &mut Violations, value: &str) -> Option<String> {
+pub(crate) fn required_request_id(v: &mut Violations, value: &str) -> Option<String> {
     let id = v.check("request_id", validate::request_id(value));
     if value.is_empty() {
         v.add("request_id", "is required for this call");
@@ -821,6 +821,33 @@ impl ContractApi {
         let paid_at = v.check("paid_time", validate::timestamp(req.paid_time.as_ref()));
         let memo = v.check("memo", validate::text(&req.memo, MAX_NOTE_CHARS, false));
         let request_id = required_request_id(&mut v, &req.request_id);
+        // An hourly invoice names the week it pays (a dispute's refund goes
+        // against it); nothing else does.
+        let billing_week = v
+            .check(
+                "billing_week_time",
+                validate::optional_timestamp(req.billing_week_time.as_ref()),
+            )
+            .map(BillingWeek::containing);
+        match (kind, billing_week) {
+            (PaymentKind::HourlyInvoice, None) if req.billing_week_time.is_none() => {
+                v.add("billing_week_time", "is required for hourly invoices")
+            }
+            (PaymentKind::HourlyInvoice, Some(week))
+                if req.paid_time.is_some() && week.start > paid_at =>
+            {
+                v.add(
+                    "billing_week_time",
+                    "the week must have started by paid_time",
+                )
+            }
+            (PaymentKind::FixedPrice | PaymentKind::Bonus, _)
+                if req.billing_week_time.is_some() =>
+            {
+                v.add("billing_week_time", "applies to hourly invoices only")
+            }
+            _ => {}
+        }
         v.finish()?;
         let payment = NewPayment {
             kind,
@@ -828,6 +855,7 @@ impl ContractApi {
             amount_minor,
             paid_at,
             memo,
+            billing_week,
         };
         let now = self.now();
         let fingerprint = pb::RecordPaymentRequest {
@@ -855,6 +883,7 @@ impl ContractApi {
                             paid_at: payment.paid_at,
                             memo: payment.memo,
                             create_time: now,
+                            billing_week: payment.billing_week,
                         };
                         store::insert_payment(unit.tx(), &saved).await?;
                         let response = pb::RecordPaymentResponse {
@@ -970,6 +999,7 @@ impl ContractApi {
                             amount_minor,
                             reason,
                             create_time: now,
+                            dispute_id: None,
                         };
                         store::insert_refund(unit.tx(), &refund).await?;
                         let updated = store::get_payment(&mut **unit.tx(), &payment_id)
@@ -1012,81 +1042,31 @@ impl ContractApi {
         let logged: i64 = diary.entries.iter().map(TimeEntry::minutes).sum();
         let billable: i64 = diary.billable.iter().sum();
         let (opens, closes) = week.review_window(&self.rules);
-        let disputes = store::disputes_for_week(self.db.reader(), &contract.id, week.start).await?;
+        let disputes = disputes::with_refunds(
+            self.db.reader(),
+            store::disputes_for_week(self.db.reader(), &contract.id, week.start).await?,
+        )
+        .await?;
+        let (invoiced, refunded, adjusted) =
+            store::week_money(self.db.reader(), &contract.id, week.start).await?;
+        let unadjusted = domain::amount_for_minutes(billable, contract.hourly_rate_minor);
+        let currency = &contract.currency;
         Ok(pb::GetBillingWeekResponse {
             contract_id: contract.id.clone(),
             week_start_time: Some(to_proto(week.start)),
             week_end_time: Some(to_proto(week.end())),
             logged_minutes: minutes_i32(logged),
             billable_minutes: minutes_i32(billable),
-            amount: Some(money(
-                &contract.currency,
-                domain::amount_for_minutes(billable, contract.hourly_rate_minor),
-            )),
+            amount: Some(money(currency, (unadjusted - adjusted).max(0))),
             review_window_start_time: Some(to_proto(opens)),
             review_window_end_time: Some(to_proto(closes - Duration::seconds(1))),
             review_window_open: opens <= now && now < closes,
-            disputes: disputes.iter().map(dispute_pb).collect(),
+            disputes,
+            unadjusted_amount: Some(money(currency, unadjusted)),
+            dispute_adjustment: Some(money(currency, adjusted)),
+            invoiced_amount: Some(money(currency, invoiced)),
+            refunded_amount: Some(money(currency, refunded)),
         })
-    }
-
-    async fn dispute_hours(
-        &self,
-        caller: Caller,
-        req: pb::DisputeHoursRequest,
-    ) -> Result<pb::DisputeHoursResponse, Error> {
-        let now = self.now();
-        let mut v = Violations::new();
-        let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
-        let week_time = v.check("week_time", validate::timestamp(req.week_time.as_ref()));
-        let reason = v.check(
-            "reason",
-            validate::text(&req.reason, MAX_COMMENT_CHARS, true),
-        );
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
-        v.finish()?;
-        let week = BillingWeek::containing(week_time);
-        let fingerprint = pb::DisputeHoursRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
-        let rules = self.rules.clone();
-        self.mutations
-            .run(
-                caller.key(),
-                "DisputeHours",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
-                        contract.authorize_roles(&caller, &[Role::Client])?;
-                        domain::check_dispute(&contract, week, now, &rules)?;
-                        let dispute = Dispute {
-                            id: ids::new_id("dsp"),
-                            contract_id: id.clone(),
-                            week_start: week.start,
-                            reason,
-                            create_time: now,
-                        };
-                        store::insert_dispute(unit.tx(), &dispute).await?;
-                        let response = pb::DisputeHoursResponse {
-                            dispute: Some(dispute_pb(&dispute)),
-                        };
-                        emit(
-                            unit,
-                            &id,
-                            now,
-                            "HoursDisputed",
-                            pb::event::Payload::HoursDisputed(pb::HoursDisputed {
-                                dispute: response.dispute.clone(),
-                            }),
-                        );
-                        Ok(response)
-                    })
-                },
-            )
-            .await
     }
 
     fn watch_events(
@@ -1215,6 +1195,36 @@ impl pb::contract_service_server::ContractService for ContractApi {
         request: Request<pb::DisputeHoursRequest>,
     ) -> Result<Response<pb::DisputeHoursResponse>, Status> {
         handle!(self, request, dispute_hours)
+    }
+    async fn accept_dispute(
+        &self,
+        request: Request<pb::AcceptDisputeRequest>,
+    ) -> Result<Response<pb::AcceptDisputeResponse>, Status> {
+        handle!(self, request, accept_dispute)
+    }
+    async fn decline_dispute(
+        &self,
+        request: Request<pb::DeclineDisputeRequest>,
+    ) -> Result<Response<pb::DeclineDisputeResponse>, Status> {
+        handle!(self, request, decline_dispute)
+    }
+    async fn resolve_dispute(
+        &self,
+        request: Request<pb::ResolveDisputeRequest>,
+    ) -> Result<Response<pb::ResolveDisputeResponse>, Status> {
+        handle!(self, request, resolve_dispute)
+    }
+    async fn withdraw_dispute(
+        &self,
+        request: Request<pb::WithdrawDisputeRequest>,
+    ) -> Result<Response<pb::WithdrawDisputeResponse>, Status> {
+        handle!(self, request, withdraw_dispute)
+    }
+    async fn list_disputes(
+        &self,
+        request: Request<pb::ListDisputesRequest>,
+    ) -> Result<Response<pb::ListDisputesResponse>, Status> {
+        handle!(self, request, list_disputes)
     }
 
     type WatchEventsStream = EventStream;

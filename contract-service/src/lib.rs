@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod disputes;
 pub mod domain;
 pub mod error;
 pub mod grpc;

@@ -202,6 +202,7 @@ async fn sigkill_then_restart(url: &str) {
                     let id = created.into_inner().contract.expect("contract").id;
                     acked.push((id.clone(), None));
                     let pay = pb::RecordPaymentRequest {
+                        billing_week_time: None,
                         contract_id: id,
                         kind: pb::PaymentKind::FixedPrice as i32,
                         amount: Some(pb::Money {

@@ -212,6 +212,7 @@ impl Contracts {
                 paid_time: Some(shared::time::to_proto(paid_at)),
                 memo: format!("bonus with mid-contract feedback {feedback_id}"),
                 request_id: bonus_request_id(feedback_id),
+                billing_week_time: None,
             },
             None,
         );

@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             };
         }
-        match selector % 12 {
+        match selector % 17 {
             0 => rpc!(pb::CreateContractRequest, create_contract),
             1 => rpc!(pb::GetContractRequest, get_contract),
             2 => rpc!(pb::BatchGetContractsRequest, batch_get_contracts),
@@ -81,7 +81,12 @@ fuzz_target!(|data: &[u8]| {
             8 => rpc!(pb::RecordPaymentRequest, record_payment),
             9 => rpc!(pb::RefundPaymentRequest, refund_payment),
             10 => rpc!(pb::GetBillingWeekRequest, get_billing_week),
-            _ => rpc!(pb::DisputeHoursRequest, dispute_hours),
+            11 => rpc!(pb::DisputeHoursRequest, dispute_hours),
+            12 => rpc!(pb::AcceptDisputeRequest, accept_dispute),
+            13 => rpc!(pb::DeclineDisputeRequest, decline_dispute),
+            14 => rpc!(pb::ResolveDisputeRequest, resolve_dispute),
+            15 => rpc!(pb::WithdrawDisputeRequest, withdraw_dispute),
+            _ => rpc!(pb::ListDisputesRequest, list_disputes),
         }
     });
 });

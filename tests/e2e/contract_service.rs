@@ -635,6 +635,10 @@ async fn concurrent_refunds_never_exceed_the_payment(backend: TestBackend) {
 async fn hours_are_disputed_only_inside_the_review_window(backend: TestBackend) {
     let app = TestApp::spawn(&backend).await;
     let c = app.hourly_contract("client-1", "free-1").await;
+    // Only billable time can be disputed: an hour in each of the two weeks.
+    app.log_time("free-1", &c.id, at("2026-11-18T08:00:00Z"), 60)
+        .await
+        .expect("log");
     let week = at("2026-11-17T12:00:00Z");
     app.set_time(at("2026-11-23T11:59:59Z"));
     assert_failed(
@@ -666,6 +670,9 @@ async fn hours_are_disputed_only_inside_the_review_window(backend: TestBackend) 
 
     // The next week, after the contract ended: Friday 23:59:59 is in, Saturday 00:00 is out.
     let next_week = at("2026-11-24T12:00:00Z");
+    app.log_time("free-1", &c.id, at("2026-11-23T10:00:00Z"), 60)
+        .await
+        .expect("log");
     app.end_contract("client-1", &c.id, "").await.expect("end");
     app.set_time(at("2026-12-04T23:59:59Z"));
     app.dispute("client-1", &c.id, next_week)
@@ -780,6 +787,7 @@ async fn payments_are_recorded_once_per_request_id(backend: TestBackend) {
                 paid_time: Some(ts(paid_at)),
                 memo: String::new(),
                 request_id: "x".into(),
+                billing_week_time: None,
             },
         ))
         .await;
@@ -894,13 +902,14 @@ async fn bad_input_names_the_field_and_writes_nothing(backend: TestBackend) {
                 week_time: None,
                 reason: long,
                 request_id: String::new(),
+                disputed_minutes: 15,
             },
         ))
         .await;
     let status = dispute.expect_err("invalid");
     let mut fields = violated_fields(&status);
     fields.sort();
-    assert_eq!(fields, ["reason", "week_time"]);
+    assert_eq!(fields, ["disputed_minutes", "reason", "week_time"]);
     for garbage in ["not-an-id", "ctr_zz", "ctr_' OR 1=1 --"] {
         assert_invalid(
             app.get_contract(as_user(

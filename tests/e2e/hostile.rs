@@ -231,6 +231,7 @@ async fn hostile_requests_get_documented_answers_and_text_is_stored_verbatim(bac
             paid_time: i.time,
             memo: i.text.clone(),
             request_id: i.id.clone(),
+            billing_week_time: i.time,
         };
         check(
             "RecordPayment",
@@ -258,6 +259,7 @@ async fn hostile_requests_get_documented_answers_and_text_is_stored_verbatim(bac
             week_time: i.time,
             reason: i.text.clone(),
             request_id: i.other_text.clone(),
+            disputed_minutes: i32::try_from(i.number).unwrap_or(i32::MAX),
         };
         check(
             "DisputeHours",

@@ -2,6 +2,7 @@
 //! test on SQLite and on PostgreSQL.
 
 mod contract_service;
+mod disputes;
 mod feedback_service;
 mod hostile;
 mod metrics;

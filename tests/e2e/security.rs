@@ -559,6 +559,7 @@ async fn call(s: &Stack, rpc: &Rpc, caller: Caller, f: &Fixture) -> (Code, Strin
                         paid_time: Some(ts(now)),
                         memo: String::new(),
                         request_id: "matrix-pay".into(),
+                        billing_week_time: None,
                     },
                 ))
                 .await,
@@ -607,6 +608,7 @@ async fn call(s: &Stack, rpc: &Rpc, caller: Caller, f: &Fixture) -> (Code, Strin
                         week_time: Some(ts(now - Duration::days(7))),
                         reason: "too many hours".into(),
                         request_id: String::new(),
+                        disputed_minutes: 0,
                     },
                 ))
                 .await,

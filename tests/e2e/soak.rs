@@ -142,6 +142,11 @@ fn kind_of(event: &pb::Event) -> &'static str {
         Some(PaymentRecorded(_)) => "PaymentRecorded",
         Some(RefundIssued(_)) => "RefundIssued",
         Some(HoursDisputed(_)) => "HoursDisputed",
+        Some(DisputeAnswered(_)) => "DisputeAnswered",
+        Some(DisputeEscalated(_)) => "DisputeEscalated",
+        Some(DisputeResolved(_)) => "DisputeResolved",
+        Some(DisputeWithdrawn(_)) => "DisputeWithdrawn",
+        Some(NotificationRequested(_)) => "NotificationRequested",
         None => "none",
     }
 }

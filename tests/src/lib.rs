@@ -182,8 +182,18 @@ pub struct TestApp {
     pub clock: TestClock,
     pub database_url: String,
     pub contracts: ContractServiceClient<Channel>,
+    /// The running service, to run its dispute sweep at a chosen instant
+    /// (dropped on stop, so its writers can stop with the server).
+    api: Option<contract_service::grpc::ContractApi>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Test settings: `--dev` defaults with a fast dispute sweep (100 ms).
+pub fn contract_config(listen: SocketAddr, database_url: String) -> Config {
+    let mut config = Config::dev(listen, database_url);
+    config.rules.dispute_sweep_interval_ms = 100;
+    config
 }
 
 impl TestApp {
@@ -200,13 +210,13 @@ impl TestApp {
 
     /// Starts contract-service on `listen` (a restart reuses the old address).
     pub async fn spawn_at(listen: SocketAddr, database_url: String, clock: TestClock) -> Self {
-        Self::spawn_configured(Config::dev(listen, database_url), clock, false).await
+        Self::spawn_configured(contract_config(listen, database_url), clock, false).await
     }
 
     /// Starts contract-service on a fresh database with adjusted settings.
     pub async fn spawn_with(backend: &TestBackend, tweak: impl FnOnce(&mut Config)) -> Self {
         let url = backend.fresh_database_url().await;
-        let mut config = Config::dev("127.0.0.1:0".parse().expect("addr"), url);
+        let mut config = contract_config("127.0.0.1:0".parse().expect("addr"), url);
         tweak(&mut config);
         Self::spawn_configured(config, TestClock::new(test_epoch()), false).await
     }
@@ -214,7 +224,7 @@ impl TestApp {
     /// Starts contract-service serving TestClockService for its clock.
     pub async fn spawn_with_clock_control(backend: &TestBackend) -> Self {
         let url = backend.fresh_database_url().await;
-        let config = Config::dev("127.0.0.1:0".parse().expect("addr"), url);
+        let config = contract_config("127.0.0.1:0".parse().expect("addr"), url);
         Self::spawn_configured(config, TestClock::new(test_epoch()), true).await
     }
 
@@ -228,6 +238,7 @@ impl TestApp {
         }
         let addr = app.addr();
         let metrics_addr = app.metrics_addr();
+        let api = app.api();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -243,13 +254,36 @@ impl TestApp {
             clock,
             database_url,
             contracts: ContractServiceClient::new(channel),
+            api: Some(api),
             stop: Some(stop),
             server: Some(server),
         }
     }
 
+    /// Runs the dispute escalation sweep once, now (as the background sweep
+    /// does every 100 ms): how many disputes it escalated.
+    pub async fn sweep_disputes(&self) -> usize {
+        self.api
+            .as_ref()
+            .expect("running")
+            .escalate_overdue_disputes()
+            .await
+            .expect("dispute sweep")
+    }
+
+    /// The dispute sweep as of `now`, whatever the clock says.
+    pub async fn sweep_disputes_at(&self, now: DateTime<Utc>) -> usize {
+        self.api
+            .as_ref()
+            .expect("running")
+            .escalate_disputes_due_by(now)
+            .await
+            .expect("dispute sweep")
+    }
+
     /// Stops the server (draining in-flight calls) and waits for it.
     pub async fn stop(mut self) {
+        self.api = None;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -405,6 +439,38 @@ impl TestApp {
                     paid_time: Some(ts(paid_at)),
                     memo: String::new(),
                     request_id: request_id.into(),
+                    // An hourly invoice pays the week it was paid in, unless
+                    // a test names the week (`pay_week`).
+                    billing_week_time: (kind == pb::PaymentKind::HourlyInvoice)
+                        .then(|| ts(paid_at)),
+                },
+            ))
+            .await?;
+        Ok(response.into_inner().payment.expect("payment in response"))
+    }
+
+    /// Billing records an hourly invoice, paid now, for the week containing `week_time`.
+    pub async fn pay_week(
+        &self,
+        contract_id: &str,
+        amount_minor: i64,
+        week_time: DateTime<Utc>,
+        request_id: &str,
+    ) -> Result<pb::Payment, tonic::Status> {
+        let response = self
+            .contracts
+            .clone()
+            .record_payment(as_service(
+                "billing",
+                &["payments:write"],
+                pb::RecordPaymentRequest {
+                    contract_id: contract_id.into(),
+                    kind: pb::PaymentKind::HourlyInvoice as i32,
+                    amount: Some(usd(amount_minor)),
+                    paid_time: Some(ts(self.now())),
+                    memo: String::new(),
+                    request_id: request_id.into(),
+                    billing_week_time: Some(ts(week_time)),
                 },
             ))
             .await?;
@@ -452,6 +518,7 @@ impl TestApp {
                     week_time: Some(ts(week_time)),
                     reason: "hours do not match the work delivered".into(),
                     request_id: String::new(),
+                    disputed_minutes: 0,
                 },
             ))
             .await?;

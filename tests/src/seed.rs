@@ -151,12 +151,16 @@ pub async fn seed(
         contract = contract_id(&format!("(i % {contracts}) + 1")),
     );
     let payment_rows = format!(
-        "{numbers}INSERT INTO payments (id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at) \
-         SELECT {id}, {contract}, 'HOURLY_INVOICE', 'USD', {per_contract_payment}, 0, {paid}, '', {paid} FROM n",
+        "{numbers}INSERT INTO payments (id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at, billing_week_start) \
+         SELECT {id}, {contract}, 'HOURLY_INVOICE', 'USD', {per_contract_payment}, 0, {paid}, '', {paid}, {week} FROM n",
         numbers = numbers(payments_per_contract * contracts),
         id = id_sql("pay", "i"),
         contract = contract_id(&format!("(i % {contracts}) + 1")),
         paid = ended - day,
+        // Each invoice pays the billing week it was paid in.
+        week = to_micros(contract_service::domain::billing_week_start(
+            shared::time::from_micros(ended - day)
+        )),
     );
     let mut rows = run(contract_db, &[contract_rows, entry_rows, payment_rows]).await?;
 

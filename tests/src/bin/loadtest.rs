@@ -440,6 +440,10 @@ async fn create_contract(
             )),
             memo: String::new(),
             request_id: format!("load-pay-{}", created.id),
+            // The invoice pays the week it was paid in.
+            billing_week_time: Some(shared::time::to_proto(
+                bench_now() - chrono::Duration::days(2),
+            )),
         },
     ))
     .await?;
@@ -788,6 +792,9 @@ impl Bench {
                             )),
                             memo: String::new(),
                             request_id: format!("load-invoice-{i}"),
+                            billing_week_time: Some(shared::time::to_proto(
+                                bench_now() - chrono::Duration::hours(1),
+                            )),
                         };
                         Some(c.record_payment(bearer(&token, request)).await.is_ok())
                     }
