@@ -211,4 +211,26 @@ for pid in "$server" "$feedback"; do
   fi
 done
 grep -q "received SIGTERM" "$work/server.log" || { echo "smoke: SIGTERM was not handled"; exit 1; }
+# The test-clock walkthrough (disputes) against contract-service with
+# --test-clock on a fresh database.
+target/debug/contract-service --dev --test-clock --listen 127.0.0.1:50051 \
+  --database-url "sqlite://$work/contract-clock.db" >"$work/clock-server.log" 2>&1 &
+server=$!
+for _ in $(seq 1 100); do
+  grpcurl -plaintext localhost:50051 list >/dev/null 2>&1 && break
+  sleep 0.1
+done
+sed -n '/<!-- walkthrough-test-clock:start -->/,/<!-- walkthrough-test-clock:end -->/p' README.md \
+  | sed '/^```/d;/^<!--/d' >"$work/clock-walkthrough.sh"
+grep -q "TestClockService" "$work/clock-walkthrough.sh" || { echo "smoke: test-clock walkthrough not found"; exit 1; }
+bash -euo pipefail "$work/clock-walkthrough.sh" >"$work/clock-out.txt" 2>&1 || {
+  cat "$work/clock-out.txt" "$work/clock-server.log"
+  exit 1
+}
+cat "$work/clock-out.txt"
+for want in "dispute: dsp_" '"state": "DISPUTE_STATE_RESOLVED"' '"acceptedMinutes": 10' '"disputeAdjustment"'; do
+  grep -q -- "$want" "$work/clock-out.txt" || { echo "smoke: test-clock walkthrough did not print: $want"; exit 1; }
+done
+kill -TERM "$server"
+wait "$server" || true
 echo "smoke: README walkthrough, metrics, Prometheus scrape and rules, and SIGTERM OK"
