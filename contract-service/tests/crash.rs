@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use shared::proto::contract::v1 as pb;
@@ -82,10 +82,12 @@ async fn sigkill_during_log_time(url: &str) {
     }
     let contracts = Arc::new(contracts);
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
     // 24 loggers: logger w writes even or odd segments of diary w % 12.
     let loggers: Vec<_> = (0..2 * DIARIES)
         .map(|w| {
             let (mut client, stop, contracts) = (client.clone(), stop.clone(), contracts.clone());
+            let progress = progress.clone();
             tokio::spawn(async move {
                 let diary = w % DIARIES;
                 let mut acked: Vec<(usize, String)> = Vec::new();
@@ -111,12 +113,15 @@ async fn sigkill_during_log_time(url: &str) {
                     };
                     let entry = logged.into_inner().time_entry.expect("entry");
                     acked.push((diary, entry.id));
+                    progress.fetch_add(1, Ordering::Relaxed);
                 }
                 acked
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Mid-load: once well over the asserted minimum is acknowledged (the
+    // service may be slow to take its first writes on a loaded machine).
+    mid_load(&progress, 10 * DIARIES).await;
     child.kill().await.expect("SIGKILL");
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
@@ -172,9 +177,11 @@ async fn sigkill_then_restart(url: &str) {
     let mut child = start(port, url);
     let client = connect(port).await;
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let (mut client, stop) = (client.clone(), stop.clone());
+            let progress = progress.clone();
             tokio::spawn(async move {
                 let mut acked: Vec<(String, Option<String>)> = Vec::new();
                 for i in 0.. {
@@ -201,6 +208,7 @@ async fn sigkill_then_restart(url: &str) {
                     };
                     let id = created.into_inner().contract.expect("contract").id;
                     acked.push((id.clone(), None));
+                    progress.fetch_add(1, Ordering::Relaxed);
                     let pay = pb::RecordPaymentRequest {
                         billing_week_time: None,
                         contract_id: id,
@@ -229,7 +237,7 @@ async fn sigkill_then_restart(url: &str) {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    mid_load(&progress, 40).await;
     child.kill().await.expect("SIGKILL");
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
@@ -319,4 +327,16 @@ async fn sigkill_then_restart(url: &str) {
         "one ContractCreated per contract ({url})"
     );
     child.kill().await.expect("stop");
+}
+
+/// Waits until `count` writes are acknowledged (at most 20 s), then a little
+/// longer, so the kill lands in the middle of the load.
+async fn mid_load(progress: &AtomicUsize, count: usize) {
+    for _ in 0..400 {
+        if progress.load(Ordering::Relaxed) >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
