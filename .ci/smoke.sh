@@ -75,7 +75,6 @@ expect "Code: FailedPrecondition"
 expect "Work Diary is locked"
 expect "WORK_DIARY_LOCKED"
 expect '"locked": true'
-expect "marketplace.contract.v1.ContractService/ListDisputes"
 expect '"unadjustedAmount"'
 expect '"state": "FEEDBACK_REQUEST_STATE_PENDING"'
 expect '"eligible": true'
