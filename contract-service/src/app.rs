@@ -41,11 +41,11 @@ pub struct Application {
 impl Application {
     /// Opens the database, applies migrations and binds the listeners.
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
-        let verifier = config.auth.verifier()?;
-        let nats = config.nats.relay("contract")?;
-        let db = config.db.open(&config.database_url, &MIGRATIONS).await?;
-        let listener = TcpListener::bind(config.listen).await?;
-        let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
+        let verifier = config.service.auth.verifier()?;
+        let nats = config.service.nats.relay("contract")?;
+        let db = config.service.db.open(&config.service.database_url, &MIGRATIONS).await?;
+        let listener = TcpListener::bind(config.service.listen).await?;
+        let metrics_listener = TcpListener::bind(config.service.metrics_listen).await?;
         let relay = Relay::new();
         let rules = config.rules.rules();
         let retention = rules.idempotency_retention;
@@ -135,7 +135,7 @@ impl Application {
             stopped(stop_rx.clone()),
         )?);
 
-        let max = self.config.serve.max_message_bytes;
+        let max = self.config.service.serve.max_message_bytes;
         let service = ContractServiceServer::new(self.api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
@@ -155,7 +155,7 @@ impl Application {
         tracing::info!(addr = %self.addr, backend = ?self.db.backend(), "contract-service listening");
         let served = shared::server::serve(
             shared::server::Serve {
-                args: self.config.serve.clone(),
+                args: self.config.service.serve.clone(),
                 listener: self.listener,
                 metrics_listener: Some(self.metrics_listener),
                 metrics: self.metrics,

@@ -4,69 +4,19 @@ use std::net::SocketAddr;
 
 use chrono::Duration;
 
+use crate::Application;
 use crate::domain::Rules;
-use shared::auth::AuthArgs;
-use shared::server::ServeArgs;
+use shared::clock::{SharedClock, TestClock};
+use shared::service::{Identity, Service, ServiceArgs};
 
-/// `contract-service [serve|migrate] [--listen ADDR] [--database-url URL] [--dev] …`
-#[derive(Debug, clap::Parser)]
-#[command(
-    name = "contract-service",
-    version,
-    about = "Contracts, Work Diaries, payments, refunds and billing disputes over gRPC"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
-
-#[derive(Debug, Clone, Copy, clap::Subcommand)]
-pub enum Command {
-    /// Serve gRPC (the default).
-    Serve,
-    /// Apply database migrations and exit (run as a Kubernetes Job).
-    Migrate,
-}
-
-/// Everything the service needs to start.
+/// Everything the service needs to start: the flags both services take
+/// (`--listen`, `--database-url`, `--dev`, …) and contract-service's rules.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// Address to serve gRPC on (port 0 picks a free port).
-    #[arg(
-        long = "listen",
-        env = "LISTEN_ADDR",
-        default_value = "127.0.0.1:50051"
-    )]
-    pub listen: SocketAddr,
-    /// sqlite://PATH (embedded default) or postgres://… (production).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://data/contract-service.db"
-    )]
-    pub database_url: String,
     #[command(flatten)]
-    pub db: shared::db::DbArgs,
-    /// Address of the Prometheus `/metrics` HTTP endpoint.
-    #[arg(
-        long = "metrics-listen",
-        env = "METRICS_LISTEN_ADDR",
-        default_value = "127.0.0.1:9101"
-    )]
-    pub metrics_listen: SocketAddr,
-    #[command(flatten)]
-    pub auth: AuthArgs,
-    #[command(flatten)]
-    pub serve: ServeArgs,
-    #[command(flatten)]
-    pub nats: shared::nats::NatsArgs,
+    pub service: ServiceArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
-    /// Dev only (needs --dev): serve TestClockService and read time from a clock it can move.
-    #[arg(long, env = "TEST_CLOCK", default_value_t = false)]
-    pub test_clock: bool,
 }
 
 /// The rule windows of contract-service (docs/rules.md).
@@ -116,12 +66,39 @@ impl RuleArgs {
 impl Config {
     /// Defaults with `--dev`, for tests and the dev launcher.
     pub fn dev(listen: SocketAddr, database_url: impl Into<String>) -> Self {
-        use clap::Parser;
-        let mut config = Cli::parse_from(["contract-service", "--dev"]).config;
-        config.listen = listen;
-        config.metrics_listen = SocketAddr::new(listen.ip(), 0);
-        config.database_url = database_url.into();
-        config.auth = AuthArgs::dev();
-        config
+        shared::service::dev_config::<Application>(listen, database_url)
+    }
+}
+
+impl Service for Application {
+    const IDENTITY: Identity = Identity {
+        name: "contract-service",
+        about: "Contracts, Work Diaries, payments, refunds and billing disputes over gRPC",
+        listen: "127.0.0.1:50051",
+        database_url: "sqlite://data/contract-service.db",
+        metrics_listen: "127.0.0.1:9101",
+        migrations: crate::store::MIGRATIONS,
+    };
+    type Config = Config;
+
+    fn common(config: &mut Config) -> &mut ServiceArgs {
+        &mut config.service
+    }
+
+    async fn start(
+        config: &Config,
+        clock: SharedClock,
+        control: Option<TestClock>,
+    ) -> anyhow::Result<Self> {
+        let app = Application::build(config, clock).await?;
+        Ok(match control {
+            Some(clock) => app.with_clock_control(clock),
+            None => app,
+        })
+    }
+
+    async fn serve(self) -> anyhow::Result<()> {
+        self.run_until_stopped(shared::server::shutdown_signal())
+            .await
     }
 }

@@ -882,39 +882,16 @@ pub async fn withdraw_dispute(
 }
 
 /// Migrations of this service for each backend, embedded in the binary.
-pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations {
-    sqlite: &[
-        (
-            1,
-            "init",
-            include_str!("../migrations/sqlite/0001_init.sql"),
-        ),
-        (
-            2,
-            "time entry span index",
-            include_str!("../migrations/sqlite/0002_time_entry_span_index.sql"),
-        ),
-        (
-            3,
-            "dispute lifecycle",
-            include_str!("../migrations/sqlite/0003_dispute_lifecycle.sql"),
-        ),
-    ],
-    postgres: &[
-        (
-            1,
-            "init",
-            include_str!("../migrations/postgres/0001_init.sql"),
-        ),
-        (
-            2,
-            "time entry span index",
-            include_str!("../migrations/postgres/0002_time_entry_span_index.sql"),
-        ),
-        (
-            3,
-            "dispute lifecycle",
-            include_str!("../migrations/postgres/0003_dispute_lifecycle.sql"),
-        ),
-    ],
-};
+pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations::new(&[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "time entry span index",
+        include_str!("../migrations/0002_time_entry_span_index.sql"),
+    ),
+    (
+        3,
+        "dispute lifecycle",
+        include_str!("../migrations/0003_dispute_lifecycle.sql"),
+    ),
+]);

@@ -42,8 +42,8 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
-        let verifier = config.auth.verifier()?;
-        let nats = config.nats.relay("feedback")?;
+        let verifier = config.service.auth.verifier()?;
+        let nats = config.service.nats.relay("feedback")?;
         let metrics = Metrics::new()?;
         let token = contract_service_token(config)?;
         let contracts = Contracts::connect_lazy(
@@ -56,9 +56,9 @@ impl Application {
             config.contract_service_tls()?,
         )?
         .with_attempts(config.contract_service_attempts);
-        let db = config.db.open(&config.database_url, &MIGRATIONS).await?;
-        let listener = TcpListener::bind(config.listen).await?;
-        let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
+        let db = config.service.db.open(&config.service.database_url, &MIGRATIONS).await?;
+        let listener = TcpListener::bind(config.service.listen).await?;
+        let metrics_listener = TcpListener::bind(config.service.metrics_listen).await?;
         let relay = Relay::new();
         let api = FeedbackApi::new(
             db.clone(),
@@ -175,7 +175,7 @@ impl Application {
                 stopped(stop_rx.clone()),
             )));
         }
-        let max = self.config.serve.max_message_bytes;
+        let max = self.config.service.serve.max_message_bytes;
         let service = FeedbackServiceServer::new(self.api)
             .max_decoding_message_size(max)
             .max_encoding_message_size(max);
@@ -195,7 +195,7 @@ impl Application {
         tracing::info!(addr = %self.addr, backend = ?self.db.backend(), contract_service = %self.config.contract_service_url, "feedback-service listening");
         let served = shared::server::serve(
             shared::server::Serve {
-                args: self.config.serve.clone(),
+                args: self.config.service.serve.clone(),
                 listener: self.listener,
                 metrics_listener: Some(self.metrics_listener),
                 metrics: self.metrics,
@@ -219,7 +219,7 @@ impl Application {
 fn contract_service_token(config: &Config) -> anyhow::Result<String> {
     match &config.contract_service_token_file {
         Some(path) => Ok(std::fs::read_to_string(path)?.trim().to_owned()),
-        None if config.auth.dev => {
+        None if config.service.auth.dev => {
             let mut spec = TokenSpec::service(
                 "feedback-service",
                 &[

@@ -5,51 +5,17 @@ use std::net::SocketAddr;
 
 use chrono::Duration;
 
+use crate::Application;
 use crate::domain::{CohortConfig, Rules};
-use shared::auth::AuthArgs;
-use shared::server::ServeArgs;
+use shared::clock::{SharedClock, TestClock};
+use shared::service::{Identity, Service, ServiceArgs};
 
-/// `feedback-service [serve|migrate] [--listen ADDR] [--database-url URL] [--dev] [--contract-service-url URL] …`
-#[derive(Debug, clap::Parser)]
-#[command(
-    name = "feedback-service",
-    version,
-    about = "Mid-contract and end-of-contract feedback over gRPC"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    #[command(flatten)]
-    pub config: Config,
-}
-
-#[derive(Debug, Clone, Copy, clap::Subcommand)]
-pub enum Command {
-    /// Serve gRPC (the default).
-    Serve,
-    /// Apply database migrations and exit (run as a Kubernetes Job).
-    Migrate,
-}
-
-/// Everything the service needs to start.
+/// Everything the service needs to start: the flags both services take
+/// (`--listen`, `--database-url`, `--dev`, …) and feedback-service's own.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// Address to serve gRPC on (port 0 picks a free port).
-    #[arg(
-        long = "listen",
-        env = "LISTEN_ADDR",
-        default_value = "127.0.0.1:50052"
-    )]
-    pub listen: SocketAddr,
-    /// sqlite://PATH (embedded default) or postgres://… (production).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://data/feedback-service.db"
-    )]
-    pub database_url: String,
     #[command(flatten)]
-    pub db: shared::db::DbArgs,
+    pub service: ServiceArgs,
     /// Where contract-service answers.
     #[arg(
         long,
@@ -102,24 +68,8 @@ pub struct Config {
     /// Attempts for an idempotent read of contract-service that fails UNAVAILABLE.
     #[arg(long, env = "CONTRACT_SERVICE_ATTEMPTS", default_value_t = 3)]
     pub contract_service_attempts: u32,
-    /// Address of the Prometheus `/metrics` HTTP endpoint.
-    #[arg(
-        long = "metrics-listen",
-        env = "METRICS_LISTEN_ADDR",
-        default_value = "127.0.0.1:9102"
-    )]
-    pub metrics_listen: SocketAddr,
-    #[command(flatten)]
-    pub auth: AuthArgs,
-    #[command(flatten)]
-    pub serve: ServeArgs,
-    #[command(flatten)]
-    pub nats: shared::nats::NatsArgs,
     #[command(flatten)]
     pub rules: RuleArgs,
-    /// Dev only (needs --dev): serve TestClockService and read time from a clock it can move.
-    #[arg(long, env = "TEST_CLOCK", default_value_t = false)]
-    pub test_clock: bool,
     /// Hours idempotency keys are kept (at least 24).
     #[arg(long, env = "IDEMPOTENCY_RETENTION_HOURS", default_value_t = 24)]
     pub idempotency_retention_hours: i64,
@@ -250,13 +200,41 @@ impl Config {
         database_url: impl Into<String>,
         contract_service_url: impl Into<String>,
     ) -> Self {
-        use clap::Parser;
-        let mut config = Cli::parse_from(["feedback-service", "--dev"]).config;
-        config.listen = listen;
-        config.metrics_listen = SocketAddr::new(listen.ip(), 0);
-        config.database_url = database_url.into();
+        let mut config = shared::service::dev_config::<Application>(listen, database_url);
         config.contract_service_url = contract_service_url.into();
-        config.auth = AuthArgs::dev();
         config
+    }
+}
+
+impl Service for Application {
+    const IDENTITY: Identity = Identity {
+        name: "feedback-service",
+        about: "Mid-contract and end-of-contract feedback over gRPC",
+        listen: "127.0.0.1:50052",
+        database_url: "sqlite://data/feedback-service.db",
+        metrics_listen: "127.0.0.1:9102",
+        migrations: crate::store::MIGRATIONS,
+    };
+    type Config = Config;
+
+    fn common(config: &mut Config) -> &mut ServiceArgs {
+        &mut config.service
+    }
+
+    async fn start(
+        config: &Config,
+        clock: SharedClock,
+        control: Option<TestClock>,
+    ) -> anyhow::Result<Self> {
+        let app = Application::build(config, clock).await?;
+        Ok(match control {
+            Some(clock) => app.with_clock_control(clock),
+            None => app,
+        })
+    }
+
+    async fn serve(self) -> anyhow::Result<()> {
+        self.run_until_stopped(shared::server::shutdown_signal())
+            .await
     }
 }

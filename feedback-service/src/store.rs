@@ -666,39 +666,16 @@ pub const OLDEST_SWEEPER_DUE: &str = "SELECT MIN(due_at) FROM (\
      ) AS due";
 
 /// Migrations of this service for each backend, embedded in the binary.
-pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations {
-    sqlite: &[
-        (
-            1,
-            "init",
-            include_str!("../migrations/sqlite/0001_init.sql"),
-        ),
-        (
-            2,
-            "contract events",
-            include_str!("../migrations/sqlite/0002_contract_events.sql"),
-        ),
-        (
-            3,
-            "moderation",
-            include_str!("../migrations/sqlite/0003_moderation.sql"),
-        ),
-    ],
-    postgres: &[
-        (
-            1,
-            "init",
-            include_str!("../migrations/postgres/0001_init.sql"),
-        ),
-        (
-            2,
-            "contract events",
-            include_str!("../migrations/postgres/0002_contract_events.sql"),
-        ),
-        (
-            3,
-            "moderation",
-            include_str!("../migrations/postgres/0003_moderation.sql"),
-        ),
-    ],
-};
+pub const MIGRATIONS: shared::db::Migrations = shared::db::Migrations::new(&[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "contract events",
+        include_str!("../migrations/0002_contract_events.sql"),
+    ),
+    (
+        3,
+        "moderation",
+        include_str!("../migrations/0003_moderation.sql"),
+    ),
+]);

@@ -83,7 +83,7 @@ type Running = (
 /// contract-service in this process; the sender stops it (draining).
 async fn start_contracts(addr: SocketAddr, url: &str) -> Running {
     let mut config = contract_service::Config::dev(addr, url);
-    config.serve.drain_timeout_secs = 1;
+    config.service.serve.drain_timeout_secs = 1;
     let clock: shared::clock::SharedClock = Arc::new(shared::clock::SystemClock);
     let mut app = None;
     for _ in 0..50 {

@@ -1,7 +1,7 @@
 //! The database pool. SQLite is the embedded default (a file per service, WAL
 //! mode); PostgreSQL is chosen by a `postgres://` URL. Both are reached through
 //! sqlx's `Any` driver so each service has a single store implementation;
-//! only the migrations differ per backend.
+//! the migrations are rendered per backend from one source ([`crate::migrate`]).
 //!
 //! SQLite allows one writer at a time. Rather than let concurrent writers
 //! collide (and surface "database is locked"), write transactions go through
@@ -16,12 +16,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{
-    Any, AnyConnection, AnyPool, Either, Execute, Executor, SqlSafeStr, SqlStr, Transaction,
+    Any, AnyConnection, AnyPool, Either, Execute, Executor, SqlStr, Transaction,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+pub use crate::migrate::{MigrationScript, Migrations};
 use crate::sqlite_inline::InlineConnection;
 use crate::writer::WriteOptions;
 
@@ -449,24 +449,11 @@ impl Db {
 
     /// Applies the service's migrations for this backend.
     pub async fn migrate(&self, migrations: &Migrations) -> Result<(), DbError> {
-        let list = match self.backend {
-            Backend::Sqlite => migrations.sqlite,
-            Backend::Postgres => migrations.postgres,
-        };
-        let migrator = Migrator::with_migrations(
-            list.iter()
-                .map(|(version, description, sql)| {
-                    Migration::new(
-                        *version,
-                        (*description).into(),
-                        MigrationType::Simple,
-                        sql.into_sql_str(),
-                        false,
-                    )
-                })
-                .collect(),
-        );
-        migrator.run(&self.writer).await.map_err(DbError::Migrate)
+        migrations
+            .migrator(self.backend)
+            .run(&self.writer)
+            .await
+            .map_err(DbError::Migrate)
     }
 
     /// Closes both pools, waiting for connections in use to be returned.
@@ -474,16 +461,6 @@ impl Db {
         self.writer.close().await;
         self.reader.pool.close().await;
     }
-}
-
-/// A migration: version, description, SQL.
-pub type MigrationScript = (i64, &'static str, &'static str);
-
-/// A service's migrations for each backend, embedded in its binary.
-#[derive(Debug, Clone, Copy)]
-pub struct Migrations {
-    pub sqlite: &'static [MigrationScript],
-    pub postgres: &'static [MigrationScript],
 }
 
 async fn sqlite_pragmas(conn: &mut AnyConnection, sync: SqliteSync) -> Result<(), sqlx::Error> {

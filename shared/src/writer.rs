@@ -506,12 +506,9 @@ mod tests {
         let url = format!("sqlite://{}/{name}.db", dir.display());
         let _ = std::fs::remove_file(url.trim_start_matches("sqlite://"));
         let db = Db::connect(&DbOptions::new(url)).await.expect("open");
-        db.migrate(&Migrations {
-            sqlite: &[(1, "test", SCHEMA)],
-            postgres: &[],
-        })
-        .await
-        .expect("schema");
+        db.migrate(&Migrations::new(&[(1, "test", SCHEMA)]))
+            .await
+            .expect("schema");
         let clock: SharedClock = Arc::new(crate::clock::SystemClock);
         let mutations = Mutations::new(db.clone(), clock, Relay::new());
         (db, mutations)

@@ -10,5 +10,6 @@ mod moderation;
 mod nats;
 mod operations;
 mod prompts;
+mod schema;
 mod security;
 mod soak;

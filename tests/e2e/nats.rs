@@ -49,11 +49,11 @@ async fn both_services_publish_their_events_to_their_own_streams(backend: TestBa
         return;
     };
     let contracts = TestApp::spawn_with(&backend, |config| {
-        config.nats.nats_url = Some(nats.url());
+        config.service.nats.nats_url = Some(nats.url());
     })
     .await;
     let mut config = FeedbackApp::config(&backend.fresh_database_url().await, contracts.addr);
-    config.nats.nats_url = Some(nats.url());
+    config.service.nats.nats_url = Some(nats.url());
     let feedback = FeedbackApp::spawn(config, contracts.clock.clone()).await;
     let s = Stack {
         contracts,

@@ -376,8 +376,8 @@ async fn the_drain_is_bounded_even_with_open_streams() {
     use e2e::as_service;
     let mut config_drain = None;
     let app = TestApp::spawn_with(&TestBackend::Sqlite, |config| {
-        config.serve.drain_timeout_secs = 1;
-        config_drain = Some(config.serve.drain_timeout_secs);
+        config.service.serve.drain_timeout_secs = 1;
+        config_drain = Some(config.service.serve.drain_timeout_secs);
     })
     .await;
     assert_eq!(config_drain, Some(1));
@@ -499,9 +499,9 @@ async fn feedback_reaches_contract_service_over_mutual_tls_and_strangers_cannot(
 
     let url = TestBackend::Sqlite.fresh_database_url().await;
     let mut config = contract_service::Config::dev("127.0.0.1:0".parse().expect("addr"), url);
-    config.serve.tls_cert_file = Some(server_cert);
-    config.serve.tls_key_file = Some(server_key);
-    config.serve.tls_client_ca_file = Some(ca.clone());
+    config.service.serve.tls_cert_file = Some(server_cert);
+    config.service.serve.tls_key_file = Some(server_key);
+    config.service.serve.tls_client_ca_file = Some(ca.clone());
     let app = contract_service::Application::build(&config, Arc::new(clock.clone()))
         .await
         .expect("build");

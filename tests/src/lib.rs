@@ -229,7 +229,7 @@ impl TestApp {
     }
 
     async fn spawn_configured(config: Config, clock: TestClock, clock_control: bool) -> Self {
-        let database_url = config.database_url.clone();
+        let database_url = config.service.database_url.clone();
         let mut app = Application::build(&config, Arc::new(clock.clone()))
             .await
             .expect("build contract-service");
@@ -666,7 +666,7 @@ impl FeedbackApp {
     }
 
     pub async fn spawn(config: feedback_service::Config, clock: TestClock) -> Self {
-        let database_url = config.database_url.clone();
+        let database_url = config.service.database_url.clone();
         let app = feedback_service::Application::build(&config, Arc::new(clock))
             .await
             .expect("build feedback-service");

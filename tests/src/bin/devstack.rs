@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         args.contract_listen,
         format!("sqlite://{}/contract-service.db", args.data_dir),
     );
-    contract_config.metrics_listen = args.contract_metrics;
+    contract_config.service.metrics_listen = args.contract_metrics;
     let mut contracts =
         contract_service::Application::build(&contract_config, clock.clone()).await?;
     let mut feedback_config = feedback_service::Config::dev(
@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         format!("sqlite://{}/feedback-service.db", args.data_dir),
         format!("http://{}", contracts.addr()),
     );
-    feedback_config.metrics_listen = args.feedback_metrics;
+    feedback_config.service.metrics_listen = args.feedback_metrics;
     let mut feedback = feedback_service::Application::build(&feedback_config, clock).await?;
     if let Some(clock) = test_clock {
         contracts = contracts.with_clock_control(clock.clone());

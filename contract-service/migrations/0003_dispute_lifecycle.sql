@@ -2,10 +2,43 @@
 -- what is disputed, the freelancer's response deadline and the resolution;
 -- hourly invoices name the billing week they pay; refunds made by a
 -- dispute's resolution name it (at most one per payment and dispute).
+-- [sqlite]
 -- SQLite cannot change a CHECK constraint: the disputes table is rebuilt.
+-- [end]
 -- Disputes filed before this migration dispute the whole week (their minutes
 -- are unknown here: 0) and get the default five days to be answered.
 
+-- [postgres]
+ALTER TABLE disputes DROP CONSTRAINT disputes_state_check;
+ALTER TABLE disputes ADD CONSTRAINT disputes_state_check
+    CHECK (state IN ('OPEN', 'ESCALATED', 'RESOLVED', 'WITHDRAWN'));
+ALTER TABLE disputes
+    ADD COLUMN whole_week            SMALLINT NOT NULL DEFAULT 1,
+    ADD COLUMN disputed_minutes      BIGINT NOT NULL DEFAULT 0 CHECK (disputed_minutes >= 0),
+    ADD COLUMN disputed_amount_minor BIGINT NOT NULL DEFAULT 0 CHECK (disputed_amount_minor >= 0),
+    ADD COLUMN respond_by            BIGINT,
+    ADD COLUMN decline_reason        TEXT NOT NULL DEFAULT '',
+    ADD COLUMN escalation_cause      TEXT CHECK (escalation_cause IN ('DECLINED', 'NO_RESPONSE')),
+    ADD COLUMN escalated_at          BIGINT,
+    ADD COLUMN resolved_by           TEXT CHECK (resolved_by IN ('FREELANCER', 'SUPPORT')),
+    ADD COLUMN accepted_minutes      BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN refund_amount_minor   BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN refunded_minor        BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN adjustment_minor      BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN resolution_note       TEXT NOT NULL DEFAULT '',
+    ADD COLUMN resolved_at           BIGINT,
+    ADD COLUMN withdrawn_at          BIGINT,
+    ADD COLUMN updated_at            BIGINT;
+UPDATE disputes SET respond_by = created_at + 432000000000, updated_at = created_at;
+ALTER TABLE disputes ALTER COLUMN respond_by SET NOT NULL, ALTER COLUMN updated_at SET NOT NULL;
+ALTER TABLE disputes
+    ADD CONSTRAINT disputes_refund_within_disputed CHECK (
+        refund_amount_minor >= 0 AND refund_amount_minor <= disputed_amount_minor
+        AND refunded_minor + adjustment_minor <= refund_amount_minor),
+    ADD CONSTRAINT disputes_resolved_has_time CHECK ((state = 'RESOLVED') = (resolved_at IS NOT NULL));
+DROP INDEX disputes_one_open_per_week;
+-- [end]
+-- [sqlite]
 CREATE TABLE disputes_v3 (
     id                    TEXT PRIMARY KEY,
     contract_id           TEXT NOT NULL REFERENCES contracts (id),
@@ -39,6 +72,7 @@ INSERT INTO disputes_v3 (id, contract_id, week_start, reason, state, created_at,
     FROM disputes;
 DROP TABLE disputes;
 ALTER TABLE disputes_v3 RENAME TO disputes;
+-- [end]
 -- One dispute per contract and week that is not withdrawn.
 CREATE UNIQUE INDEX disputes_one_active_per_week ON disputes (contract_id, week_start)
     WHERE state IN ('OPEN', 'ESCALATED', 'RESOLVED');

@@ -1,6 +1,6 @@
--- contract-service schema (SQLite). Times are microseconds since the Unix
+-- contract-service schema ({{backend}}). Times are microseconds since the Unix
 -- epoch (UTC), money is integer minor units, flags are 0/1: the same
--- representation as the PostgreSQL schema, so one store serves both.
+-- representation as the {{other_backend}} schema, so one store serves both.
 
 CREATE TABLE contracts (
     id                   TEXT PRIMARY KEY,
@@ -12,7 +12,7 @@ CREATE TABLE contracts (
     currency             TEXT NOT NULL,
     hourly_rate_minor    BIGINT NOT NULL CHECK (hourly_rate_minor >= 0),
     weekly_limit_minutes BIGINT NOT NULL CHECK (weekly_limit_minutes >= 0),
-    allow_manual_time    INTEGER NOT NULL,
+    allow_manual_time    {{small_int}} NOT NULL,
     state                TEXT NOT NULL CHECK (state IN ('ACTIVE', 'ENDED')),
     start_at             BIGINT NOT NULL,
     end_at               BIGINT,
@@ -37,7 +37,7 @@ CREATE TABLE time_entries (
     contract_id TEXT NOT NULL REFERENCES contracts (id),
     start_at    BIGINT NOT NULL,
     end_at      BIGINT NOT NULL,
-    manual      INTEGER NOT NULL,
+    manual      {{small_int}} NOT NULL,
     memo        TEXT NOT NULL DEFAULT '',
     created_at  BIGINT NOT NULL,
     CHECK (end_at > start_at)
@@ -84,18 +84,18 @@ CREATE TABLE idempotency_keys (
     method      TEXT NOT NULL,
     request_id  TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
-    response    BLOB NOT NULL,
+    response    {{bytes}} NOT NULL,
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (caller, method, request_id)
 );
 CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
 
 CREATE TABLE outbox (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         {{serial_pk}},
     event_id   TEXT NOT NULL UNIQUE,
     subject_id TEXT NOT NULL,
     kind       TEXT NOT NULL,
-    payload    BLOB NOT NULL,
+    payload    {{bytes}} NOT NULL,
     created_at BIGINT NOT NULL,
     -- Gap-free commit order, assigned by the relay after commit.
     seq        BIGINT UNIQUE

@@ -1,6 +1,6 @@
--- feedback-service schema (SQLite). Times are microseconds since the Unix
+-- feedback-service schema ({{backend}}). Times are microseconds since the Unix
 -- epoch (UTC), money is integer minor units, flags are 0/1: the same
--- representation as the PostgreSQL schema, so one store serves both.
+-- representation as the {{other_backend}} schema, so one store serves both.
 
 -- One row per contract with feedback activity. Writers bump `version` first,
 -- which serialises mid-contract submits and end-of-contract reveals of one
@@ -86,18 +86,18 @@ CREATE TABLE idempotency_keys (
     method      TEXT NOT NULL,
     request_id  TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
-    response    BLOB NOT NULL,
+    response    {{bytes}} NOT NULL,
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (caller, method, request_id)
 );
 CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
 
 CREATE TABLE outbox (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         {{serial_pk}},
     event_id   TEXT NOT NULL UNIQUE,
     subject_id TEXT NOT NULL,
     kind       TEXT NOT NULL,
-    payload    BLOB NOT NULL,
+    payload    {{bytes}} NOT NULL,
     created_at BIGINT NOT NULL,
     seq        BIGINT UNIQUE
 );
