@@ -85,13 +85,18 @@ pub enum Command {
 pub fn command<S: Service>() -> clap::Command {
     let id = S::IDENTITY;
     let cmd = clap::Command::new(id.name)
-        .about(id.about)
         .version(env!("CARGO_PKG_VERSION"))
         .subcommand_required(false);
+    // After the settings' own help, which would otherwise replace `about`.
     S::Config::augment_args(Command::augment_subcommands(cmd))
-        .mut_arg("listen", |a| a.default_value(id.listen))
-        .mut_arg("database_url", |a| a.default_value(id.database_url))
-        .mut_arg("metrics_listen", |a| a.default_value(id.metrics_listen))
+        .about(id.about)
+        .mut_arg("listen", |a| a.default_value(id.listen).required(false))
+        .mut_arg("database_url", |a| {
+            a.default_value(id.database_url).required(false)
+        })
+        .mut_arg("metrics_listen", |a| {
+            a.default_value(id.metrics_listen).required(false)
+        })
 }
 
 /// Parses `args` (the binary's name first) as the service's command line.

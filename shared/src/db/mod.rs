@@ -13,17 +13,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::stream::BoxStream;
-use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
-use sqlx::{
-    Any, AnyConnection, AnyPool, Either, Execute, Executor, SqlStr, Transaction,
-};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use tokio::sync::Mutex;
 
 pub use crate::migrate::{MigrationScript, Migrations};
 use crate::sqlite_inline::InlineConnection;
 use crate::writer::WriteOptions;
+
+mod conn;
+
+use conn::{InlineTx, Inner};
+pub use conn::{Reader, Tx, TxConn};
 
 /// Which database engine is behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,145 +176,6 @@ pub struct Db {
     /// writes stay on the writer pool's one connection).
     inline: Option<Arc<Mutex<InlineConnection>>>,
     writes: WriteOptions,
-}
-
-/// A write transaction. Use `&mut **tx` (or `&mut *tx` on an owned one) as
-/// the executor of a sqlx query.
-#[derive(Debug)]
-pub struct Tx {
-    conn: TxConn,
-}
-
-/// The connection of a [`Tx`]: `&mut TxConn` is a sqlx `Executor` for the
-/// `Any` driver.
-#[derive(Debug)]
-pub struct TxConn(Inner);
-
-#[derive(Debug)]
-enum Inner {
-    Pooled(Transaction<'static, Any>),
-    Inline(InlineTx),
-}
-
-/// The write connection, held for one transaction.
-#[derive(Debug)]
-struct InlineTx(OwnedMutexGuard<InlineConnection>);
-
-impl Drop for InlineTx {
-    fn drop(&mut self) {
-        // Neither committed nor rolled back (an error or a panic on the way):
-        // roll back, as a dropped sqlx transaction does.
-        if self.0.in_transaction()
-            && let Err(err) = self.0.batch("ROLLBACK")
-        {
-            tracing::error!(error = %err, "cannot roll back an abandoned write transaction");
-        }
-    }
-}
-
-impl std::ops::Deref for Tx {
-    type Target = TxConn;
-    fn deref(&self) -> &TxConn {
-        &self.conn
-    }
-}
-
-impl std::ops::DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut TxConn {
-        &mut self.conn
-    }
-}
-
-impl Tx {
-    /// Commits. On SQLite a failed COMMIT leaves nothing behind: the
-    /// transaction is rolled back.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self.conn.0 {
-            Inner::Pooled(tx) => tx.commit().await,
-            // Dropping the guard after a failed COMMIT rolls back.
-            Inner::Inline(inline) => inline.0.batch("COMMIT"),
-        }
-    }
-
-    pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        match self.conn.0 {
-            Inner::Pooled(tx) => tx.rollback().await,
-            Inner::Inline(inline) => inline.0.batch("ROLLBACK"),
-        }
-    }
-}
-
-fn steps_stream<'e>(
-    steps: Result<Vec<crate::sqlite_inline::Step>, sqlx::Error>,
-) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> {
-    let items: Vec<_> = match steps {
-        Ok(steps) => steps.into_iter().map(Ok).collect(),
-        Err(err) => vec![Err(err)],
-    };
-    Box::pin(futures::stream::iter(items))
-}
-
-/// The SQL and arguments of a query, for the write connection.
-fn take<'q, E: Execute<'q, Any>>(
-    mut query: E,
-) -> Result<(SqlStr, Option<sqlx::any::AnyArguments>), sqlx::Error> {
-    let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
-    Ok((query.sql(), arguments))
-}
-
-impl<'c> Executor<'c> for &'c mut TxConn {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match &mut self.0 {
-            Inner::Pooled(tx) => (&mut **tx).fetch_many(query),
-            Inner::Inline(inline) => steps_stream(
-                take(query).and_then(|(sql, arguments)| inline.0.run(sql.as_str(), arguments)),
-            ),
-        }
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match &mut self.0 {
-            Inner::Pooled(tx) => (&mut **tx).fetch_optional(query),
-            Inner::Inline(inline) => {
-                let row = take(query)
-                    .and_then(|(sql, arguments)| inline.0.run(sql.as_str(), arguments))
-                    .map(|steps| steps.into_iter().find_map(|step| step.right()));
-                Box::pin(std::future::ready(row))
-            }
-        }
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match &mut self.0 {
-            Inner::Pooled(tx) => (&mut **tx).prepare_with(sql, parameters),
-            Inner::Inline(_) => Box::pin(std::future::ready(Err(sqlx::Error::Protocol(
-                "the SQLite write connection prepares statements when they run".into(),
-            )))),
-        }
-    }
 }
 
 impl Db {
@@ -478,101 +340,6 @@ async fn sqlite_pragmas(conn: &mut AnyConnection, sync: SqliteSync) -> Result<()
 }
 
 /// Where reads outside a transaction run: PostgreSQL's pool, or SQLite's
-/// read connections, whose statements run on the calling thread (a read
-/// holds its connection only while its statement runs, so there is one
-/// waiting only when every connection is busy on another thread).
-#[derive(Debug, Clone)]
-pub struct Reader {
-    pool: AnyPool,
-    /// Empty: reads go to the pool (PostgreSQL, in-memory SQLite).
-    inline: Arc<Vec<Mutex<InlineConnection>>>,
-    /// Where a read waits when every connection is busy, taken in turn.
-    next: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl Reader {
-    fn pooled(pool: AnyPool) -> Self {
-        Self {
-            pool,
-            inline: Arc::new(Vec::new()),
-            next: Arc::default(),
-        }
-    }
-
-    async fn connection(&self) -> tokio::sync::MutexGuard<'_, InlineConnection> {
-        for conn in self.inline.iter() {
-            if let Ok(conn) = conn.try_lock() {
-                return conn;
-            }
-        }
-        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inline[turn % self.inline.len()].lock().await
-    }
-
-    /// Open and idle connections.
-    fn occupancy(&self) -> (u32, usize) {
-        if self.inline.is_empty() {
-            return (self.pool.size(), self.pool.num_idle());
-        }
-        let idle = self.inline.iter().filter(|c| c.try_lock().is_ok()).count();
-        (u32::try_from(self.inline.len()).unwrap_or(u32::MAX), idle)
-    }
-}
-
-impl<'c> Executor<'c> for &'c Reader {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        use futures::StreamExt;
-        if self.inline.is_empty() {
-            return self.pool.fetch_many(query);
-        }
-        Box::pin(
-            futures::stream::once(async move {
-                let (sql, arguments) = take(query)?;
-                self.connection().await.run(sql.as_str(), arguments)
-            })
-            .flat_map(steps_stream),
-        )
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        if self.inline.is_empty() {
-            return self.pool.fetch_optional(query);
-        }
-        Box::pin(async move {
-            let (sql, arguments) = take(query)?;
-            let steps = self.connection().await.run(sql.as_str(), arguments)?;
-            Ok(steps.into_iter().find_map(|step| step.right()))
-        })
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        self.pool.prepare_with(sql, parameters)
-    }
-}
-
 /// The file of a SQLite URL; `None` for an in-memory database.
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
@@ -672,95 +439,4 @@ pub fn violated_constraint(err: &sqlx::Error) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sqlite_urls_create_their_file() {
-        let dir = std::env::temp_dir().join(format!("db-url-{}", std::process::id()));
-        let url = format!("sqlite://{}/x.db", dir.display());
-        assert_eq!(sqlite_url(&url).expect("ok"), format!("{url}?mode=rwc"));
-        assert!(dir.is_dir());
-        let ro = format!("{url}?mode=ro");
-        assert_eq!(sqlite_url(&ro).expect("ok"), ro);
-        std::fs::remove_dir_all(dir).ok();
-    }
-
-    #[tokio::test]
-    async fn sqlite_durability_follows_the_option() {
-        let dir = std::env::temp_dir().join(format!("db-sync-{}", std::process::id()));
-        for (sync, expected) in [(SqliteSync::Normal, 1_i64), (SqliteSync::Full, 2)] {
-            let mut options = DbOptions::new(format!("sqlite://{}/{sync:?}.db", dir.display()));
-            options.sqlite_synchronous = sync;
-            let db = Db::connect(&options).await.expect("open");
-            let pragma = || sqlx::query_scalar::<_, i64>("PRAGMA synchronous");
-            assert_eq!(
-                pragma().fetch_one(db.writer()).await.expect("pragma"),
-                expected
-            );
-            assert_eq!(
-                pragma().fetch_one(db.reader()).await.expect("pragma"),
-                expected
-            );
-            // The write connection, outside the pools, too.
-            let mut tx = db.begin().await.expect("begin");
-            assert!(
-                matches!(tx.conn.0, Inner::Inline(_)),
-                "a file's writes run inline"
-            );
-            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(&mut *tx)
-                .await
-                .expect("pragma");
-            assert_eq!(level, expected, "{sync:?} on the write connection");
-            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-                .fetch_one(&mut *tx)
-                .await
-                .expect("pragma");
-            assert_eq!(journal, "wal");
-            tx.rollback().await.expect("rollback");
-            db.close().await;
-        }
-        std::fs::remove_dir_all(dir).ok();
-    }
-
-    /// STAT4 re-plans every statement whose bound values change once an
-    /// index is analyzed, and memory statistics take a global mutex on every
-    /// allocation; `.cargo/config.toml` builds SQLite without either.
-    #[tokio::test]
-    async fn sqlite_is_built_without_stat4_or_memory_statistics() {
-        let db = Db::connect(&DbOptions::new("sqlite::memory:"))
-            .await
-            .expect("open");
-        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
-            .fetch_all(db.reader())
-            .await
-            .expect("pragma");
-        assert!(
-            options.iter().any(|o| o.starts_with("THREADSAFE")),
-            "{options:?}"
-        );
-        assert!(!options.iter().any(|o| o == "ENABLE_STAT4"), "{options:?}");
-        assert!(
-            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
-            "{options:?}"
-        );
-        db.close().await;
-    }
-
-    #[test]
-    fn placeholder_rows_number_every_parameter_once() {
-        assert_eq!(placeholder_rows(1, 1), "($1)");
-        assert_eq!(placeholder_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
-    }
-
-    #[test]
-    fn only_sqlite_and_postgres_urls_are_accepted() {
-        assert_eq!(Backend::of_url("sqlite://a.db").ok(), Some(Backend::Sqlite));
-        assert_eq!(
-            Backend::of_url("postgres://h/db").ok(),
-            Some(Backend::Postgres)
-        );
-        assert!(Backend::of_url("mysql://h/db").is_err());
-    }
-}
+mod tests;
