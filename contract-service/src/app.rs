@@ -43,7 +43,11 @@ impl Application {
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let verifier = config.service.auth.verifier()?;
         let nats = config.service.nats.relay("contract")?;
-        let db = config.service.db.open(&config.service.database_url, &MIGRATIONS).await?;
+        let db = config
+            .service
+            .db
+            .open(&config.service.database_url, &MIGRATIONS)
+            .await?;
         let listener = TcpListener::bind(config.service.listen).await?;
         let metrics_listener = TcpListener::bind(config.service.metrics_listen).await?;
         let relay = Relay::new();
@@ -121,7 +125,7 @@ impl Application {
                 self.metrics.clone(),
                 stopped(stop_rx.clone()),
             )),
-            tokio::spawn(crate::disputes::run_dispute_sweeper(
+            tokio::spawn(crate::workers::run_dispute_sweeper(
                 self.api.clone(),
                 Duration::from_millis(self.config.rules.dispute_sweep_interval_ms),
                 stopped(stop_rx.clone()),
