@@ -43,11 +43,7 @@ impl Application {
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let verifier = config.service.auth.verifier()?;
         let nats = config.service.nats.relay("contract")?;
-        let db = config
-            .service
-            .db
-            .open(&config.service.database_url, &MIGRATIONS)
-            .await?;
+        let db = config.service.db.open(&config.service.database_url, &MIGRATIONS).await?;
         let listener = TcpListener::bind(config.service.listen).await?;
         let metrics_listener = TcpListener::bind(config.service.metrics_listen).await?;
         let relay = Relay::new();
