@@ -4,7 +4,9 @@
 use crate::contracts::rules::Contract;
 use crate::error::Error;
 use shared::auth::Caller;
+use shared::paging;
 use shared::proto::contract::v1 as pb;
+use shared::status::FieldViolation;
 use shared::validate::{self, Violations};
 
 /// Longest memo, end reason or refund reason accepted.
@@ -86,4 +88,30 @@ pub(crate) fn required_request_id(v: &mut Violations, value: &str) -> Option<Str
         v.add("request_id", "is required for this call");
     }
     id
+}
+
+/// Where a page starts: after the id in `token`, which must have been issued
+/// for the same `filter`.
+pub(crate) fn page_after(token: &str, filter: &str) -> Result<Option<String>, Error> {
+    paging::decode(token, filter)
+        .map_err(|e| Error::InvalidArgument(vec![FieldViolation::new("page_token", e)]))
+}
+
+/// Cuts a page read with one row more than `size` down to `size`, and returns
+/// the token for the next page (empty when this page is the last).
+pub(crate) fn next_page_token<T>(
+    items: &mut Vec<T>,
+    size: u32,
+    filter: &str,
+    id: impl Fn(&T) -> &str,
+) -> String {
+    if items.len() > size as usize {
+        items.truncate(size as usize);
+        items
+            .last()
+            .map(|item| paging::encode(id(item), filter))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    }
 }

@@ -6,7 +6,7 @@ pub mod store;
 
 use crate::common::{
     DEFAULT_PAGE_SIZE, MAX_NOTE_CHARS, MAX_PAGE_SIZE, WEEK_MINUTES, find_contract, money,
-    require_scope,
+    next_page_token, page_after, require_scope,
 };
 use crate::domain::Role;
 use crate::error::Error;
@@ -14,10 +14,10 @@ use crate::events::emit;
 use crate::grpc::ContractApi;
 use rules::{Contract, ContractState, ContractType, Party};
 use shared::auth::{Caller, scope};
+use shared::ids;
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, Violations};
-use shared::{ids, paging};
 
 /// Longest title accepted.
 const MAX_TITLE_CHARS: usize = 200;
@@ -259,9 +259,7 @@ impl ContractApi {
             party.as_deref().unwrap_or(""),
             req.state
         );
-        let after = paging::decode(&req.page_token, &filter).map_err(|e| {
-            Error::InvalidArgument(vec![shared::status::FieldViolation::new("page_token", e)])
-        })?;
+        let after = page_after(&req.page_token, &filter)?;
         let mut contracts = store::list_contracts(
             self.db.reader(),
             party.as_deref(),
@@ -270,15 +268,7 @@ impl ContractApi {
             i64::from(size) + 1,
         )
         .await?;
-        let next_page_token = if contracts.len() > size as usize {
-            contracts.truncate(size as usize);
-            contracts
-                .last()
-                .map(|c| paging::encode(&c.id, &filter))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next_page_token(&mut contracts, size, &filter, |c| &c.id);
         Ok(pb::ListContractsResponse {
             contracts: contracts.iter().map(contract_pb).collect(),
             next_page_token,

@@ -8,7 +8,10 @@ pub mod store;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::common::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, find_contract, minutes_i32, money};
+use crate::common::{
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, find_contract, minutes_i32, money, next_page_token,
+    page_after,
+};
 use crate::contracts::rules::Contract;
 use crate::contracts::store::get_contract;
 use crate::domain::DisputeState;
@@ -22,7 +25,6 @@ use rules::{Dispute, EscalationCause, Resolver};
 use shared::auth::{Caller, scope};
 use shared::db::Tx;
 use shared::ids;
-use shared::paging;
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, Violations};
@@ -302,9 +304,7 @@ impl ContractApi {
             contract_id.as_deref().unwrap_or(""),
             req.state
         );
-        let after = paging::decode(&req.page_token, &filter).map_err(|e| {
-            Error::InvalidArgument(vec![shared::status::FieldViolation::new("page_token", e)])
-        })?;
+        let after = page_after(&req.page_token, &filter)?;
         let mut disputes = store::list_disputes(
             self.db.reader(),
             contract_id.as_deref(),
@@ -313,15 +313,7 @@ impl ContractApi {
             i64::from(size) + 1,
         )
         .await?;
-        let next_page_token = if disputes.len() > size as usize {
-            disputes.truncate(size as usize);
-            disputes
-                .last()
-                .map(|d| paging::encode(&d.id, &filter))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next_page_token(&mut disputes, size, &filter, |d| &d.id);
         Ok(pb::ListDisputesResponse {
             disputes: with_refunds(self.db.reader(), disputes).await?,
             next_page_token,

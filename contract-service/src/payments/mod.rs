@@ -5,8 +5,8 @@ pub mod rules;
 pub mod store;
 
 use crate::common::{
-    DEFAULT_PAGE_SIZE, MAX_NOTE_CHARS, MAX_PAGE_SIZE, find_contract, money, parse_amount,
-    require_scope, required_request_id,
+    DEFAULT_PAGE_SIZE, MAX_NOTE_CHARS, MAX_PAGE_SIZE, find_contract, money, next_page_token,
+    page_after, parse_amount, require_scope, required_request_id,
 };
 use crate::domain::{BillingWeek, Role};
 use crate::error::Error;
@@ -14,10 +14,10 @@ use crate::events::emit;
 use crate::grpc::ContractApi;
 use rules::{NewPayment, Payment, PaymentKind, Refund};
 use shared::auth::{Caller, scope};
+use shared::ids;
 use shared::proto::contract::v1 as pb;
 use shared::time::to_proto;
 use shared::validate::{self, Violations};
-use shared::{ids, paging};
 
 use crate::contracts::store::get_contract;
 
@@ -166,23 +166,13 @@ impl ContractApi {
         );
         v.finish()?;
         let filter = format!("contract={id}");
-        let after = paging::decode(&req.page_token, &filter).map_err(|e| {
-            Error::InvalidArgument(vec![shared::status::FieldViolation::new("page_token", e)])
-        })?;
+        let after = page_after(&req.page_token, &filter)?;
         let contract = find_contract(self.db.reader(), &id, &caller).await?;
         contract.authorize_read(&caller)?;
         let mut payments =
             store::list_payments(self.db.reader(), &id, after.as_deref(), i64::from(size) + 1)
                 .await?;
-        let next_page_token = if payments.len() > size as usize {
-            payments.truncate(size as usize);
-            payments
-                .last()
-                .map(|p| paging::encode(&p.id, &filter))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = next_page_token(&mut payments, size, &filter, |p| &p.id);
         Ok(pb::ListPaymentsResponse {
             payments: payments.iter().map(payment_pb).collect(),
             next_page_token,
