@@ -2,17 +2,36 @@
 //! support resolves, the client withdraws.
 
 use super::rules;
-use super::rules::{EscalationCause, Resolver};
+use super::rules::{Dispute, EscalationCause, Resolver};
 use super::store::{self, Resolution};
 use super::{day, load, lost_race, notify, optional_minutes, reread, settle};
 use crate::common::require_scope;
+use crate::contracts::rules::Contract;
 use crate::domain::{DisputeState, Role};
 use crate::error::Error;
 use crate::events::emit;
 use crate::grpc::ContractApi;
+use chrono::{DateTime, Utc};
 use shared::auth::{Caller, scope};
+use shared::db::Tx;
 use shared::proto::contract::v1 as pb;
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+
+/// What every answer to an OPEN dispute starts with (accept, decline,
+/// withdraw): the dispute and its contract, for a caller with one of
+/// `roles`, while the dispute can still be answered at `now`.
+async fn load_answerable(
+    tx: &mut Tx,
+    id: &str,
+    caller: &Caller,
+    roles: &[Role],
+    now: DateTime<Utc>,
+) -> Result<(Dispute, Contract), Error> {
+    let (dispute, contract) = load(tx, id, caller).await?;
+    contract.authorize_roles(caller, roles)?;
+    rules::check_answerable(&dispute, now)?;
+    Ok((dispute, contract))
+}
 
 impl ContractApi {
     pub(crate) async fn accept_dispute(
@@ -45,9 +64,8 @@ impl ContractApi {
                 &fingerprint,
                 move |unit| {
                     Box::pin(async move {
-                        let (dispute, contract) = load(unit.tx(), &id, &caller).await?;
-                        contract.authorize_roles(&caller, &[Role::Freelancer, Role::Agency])?;
-                        rules::check_answerable(&dispute, now)?;
+                        let (dispute, contract) =
+                            load_answerable(unit.tx(), &id, &caller, &[Role::Freelancer, Role::Agency], now).await?;
                         let (minutes, amount) = rules::accepted_refund(
                             &dispute,
                             i64::from(req.accepted_minutes),
@@ -137,9 +155,14 @@ impl ContractApi {
                 &fingerprint,
                 move |unit| {
                     Box::pin(async move {
-                        let (dispute, contract) = load(unit.tx(), &id, &caller).await?;
-                        contract.authorize_roles(&caller, &[Role::Freelancer, Role::Agency])?;
-                        rules::check_answerable(&dispute, now)?;
+                        let (dispute, contract) = load_answerable(
+                            unit.tx(),
+                            &id,
+                            &caller,
+                            &[Role::Freelancer, Role::Agency],
+                            now,
+                        )
+                        .await?;
                         if !store::escalate_dispute(
                             unit.tx(),
                             &id,
@@ -326,9 +349,8 @@ impl ContractApi {
                 &fingerprint,
                 move |unit| {
                     Box::pin(async move {
-                        let (dispute, contract) = load(unit.tx(), &id, &caller).await?;
-                        contract.authorize_roles(&caller, &[Role::Client])?;
-                        rules::check_answerable(&dispute, now)?;
+                        let (dispute, contract) =
+                            load_answerable(unit.tx(), &id, &caller, &[Role::Client], now).await?;
                         if !store::withdraw_dispute(unit.tx(), &id, &reason, now).await? {
                             return Err(lost_race(unit.tx(), &id, DisputeState::Open).await);
                         }
