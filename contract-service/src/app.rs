@@ -125,7 +125,7 @@ impl Application {
                 self.metrics.clone(),
                 stopped(stop_rx.clone()),
             )),
-            tokio::spawn(crate::disputes::run_dispute_sweeper(
+            tokio::spawn(crate::workers::run_dispute_sweeper(
                 self.api.clone(),
                 Duration::from_millis(self.config.rules.dispute_sweep_interval_ms),
                 stopped(stop_rx.clone()),

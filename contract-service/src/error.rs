@@ -1,4 +1,5 @@
-//! The contract service's one error type, and its one mapping to gRPC status.
+//! The contract service's one error type, and its one mapping to gRPC status;
+//! it depends only on the shared vocabulary in `domain`, never on a feature's rules.
 
 use std::collections::HashMap;
 

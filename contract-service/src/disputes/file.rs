@@ -1,0 +1,137 @@
+//! Filing a dispute of a billing week's hours (DisputeHours): validation,
+//! the rules, the new dispute and its event and notification.
+
+use super::rules;
+use super::rules::Dispute;
+use super::store::{self};
+use super::{day, dispute_pb, instant, notify, optional_minutes};
+use crate::common::find_contract;
+use crate::diary::rules::{amount_for_minutes, billable_minutes};
+use crate::diary::store::time_entries_between;
+use crate::domain::{BillingWeek, DisputeState, Role};
+use crate::error::Error;
+use crate::events::emit;
+use crate::grpc::ContractApi;
+use shared::auth::Caller;
+use shared::ids;
+use shared::proto::contract::v1 as pb;
+use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+
+impl ContractApi {
+    pub(crate) async fn dispute_hours(
+        &self,
+        caller: Caller,
+        req: pb::DisputeHoursRequest,
+    ) -> Result<pb::DisputeHoursResponse, Error> {
+        let now = self.now();
+        let mut v = Violations::new();
+        let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
+        let week_time = v.check("week_time", validate::timestamp(req.week_time.as_ref()));
+        let reason = v.check(
+            "reason",
+            validate::text(&req.reason, MAX_COMMENT_CHARS, true),
+        );
+        optional_minutes(
+            &mut v,
+            "disputed_minutes",
+            req.disputed_minutes,
+            self.rules.segment_minutes,
+        );
+        let request_id = v.check("request_id", validate::request_id(&req.request_id));
+        v.finish()?;
+        let week = BillingWeek::containing(week_time);
+        let fingerprint = pb::DisputeHoursRequest {
+            request_id: String::new(),
+            ..req.clone()
+        };
+        let rules = self.rules.clone();
+        self.mutations
+            .run(
+                caller.key(),
+                "DisputeHours",
+                request_id,
+                &fingerprint,
+                move |unit| {
+                    Box::pin(async move {
+                        let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
+                        contract.authorize_roles(&caller, &[Role::Client])?;
+                        rules::check_dispute(&contract, week, now, &rules)?;
+                        let existing =
+                            store::disputes_for_week(&mut **unit.tx(), &id, week.start).await?;
+                        rules::check_no_active_dispute(&existing)?;
+                        let entries = time_entries_between(
+                            &mut **unit.tx(),
+                            &id,
+                            week.start,
+                            week.end(),
+                        )
+                        .await?;
+                        let billable: i64 = billable_minutes(
+                            &entries,
+                            i64::from(contract.weekly_limit_minutes),
+                        )
+                        .iter()
+                        .sum();
+                        let minutes = rules::disputed_minutes(
+                            i64::from(req.disputed_minutes),
+                            billable,
+                            &rules,
+                        )?;
+                        let dispute = Dispute {
+                            id: ids::new_id("dsp"),
+                            contract_id: id.clone(),
+                            currency: contract.currency.clone(),
+                            week_start: week.start,
+                            reason,
+                            state: DisputeState::Open,
+                            create_time: now,
+                            whole_week: minutes == billable,
+                            disputed_minutes: minutes,
+                            disputed_amount_minor: amount_for_minutes(
+                                minutes,
+                                contract.hourly_rate_minor,
+                            ),
+                            respond_by: now + rules.dispute_response,
+                            decline_reason: String::new(),
+                            escalation_cause: None,
+                            escalate_time: None,
+                            resolved_by: None,
+                            accepted_minutes: 0,
+                            refund_amount_minor: 0,
+                            refunded_minor: 0,
+                            adjustment_minor: 0,
+                            resolution_note: String::new(),
+                            resolve_time: None,
+                            withdraw_time: None,
+                            update_time: now,
+                        };
+                        store::insert_dispute(unit.tx(), &dispute).await?;
+                        let response = pb::DisputeHoursResponse {
+                            dispute: Some(dispute_pb(&dispute, &[])),
+                        };
+                        emit(
+                            unit,
+                            &id,
+                            now,
+                            "HoursDisputed",
+                            pb::event::Payload::HoursDisputed(pb::HoursDisputed {
+                                dispute: response.dispute.clone(),
+                            }),
+                        );
+                        let text = format!(
+                            "The client disputed {minutes} billable minutes of the week of {} on \"{}\". \
+                             Accept all or part of them, or decline with a reason, before {}; \
+                             after that support decides.",
+                            day(week.start),
+                            contract.title,
+                            instant(dispute.respond_by),
+                        );
+                        notify(unit, &dispute, now, &[&contract.freelancer_id], &text);
+                        tracing::info!(dispute_id = %dispute.id, contract_id = %id, minutes, "hours disputed");
+                        Ok(response)
+                    })
+                },
+            )
+            .await
+    }
+}
