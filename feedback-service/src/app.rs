@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::contracts::Contracts;
-use crate::grpc::{FeedbackApi, workers};
+use crate::api::FeedbackApi;
+use crate::workers;
 use crate::store::{self, MIGRATIONS};
 use shared::auth::{TokenSpec, scope};
 use shared::clock::{SharedClock, TestClock};

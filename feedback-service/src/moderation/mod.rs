@@ -12,7 +12,9 @@ pub mod store;
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
-use crate::grpc::{FeedbackApi, emit, next_token, page_token};
+use crate::api::FeedbackApi;
+use crate::common::{next_token, page_token};
+use crate::events::emit;
 use shared::auth::{Caller, scope};
 use shared::ids;
 use shared::proto::feedback::v1 as pb;
@@ -272,7 +274,7 @@ fn tell_author(
     text: &str,
     now: DateTime<Utc>,
 ) {
-    crate::grpc::notify(
+    crate::events::notify(
         unit,
         &action.contract_id,
         now,

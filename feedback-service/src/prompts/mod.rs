@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::error::Error;
-use crate::grpc::FeedbackApi;
+use crate::api::FeedbackApi;
 use crate::store::{CLIENT_TO_FREELANCER, FREELANCER_TO_CLIENT};
 use shared::auth::{Caller, scope};
 use shared::proto::contract::v1 as cpb;
@@ -259,7 +259,7 @@ fn notify(
             prompt.title
         ),
     };
-    crate::grpc::notify(
+    crate::events::notify(
         unit,
         &prompt.contract_id,
         now,
