@@ -84,7 +84,6 @@ impl FeedbackApi {
     }
 
     /// A contract's facts, for a caller allowed to see it. Users learn
-
     /// nothing about contracts they are not a party to.
     pub(crate) async fn contract_for(
         &self,

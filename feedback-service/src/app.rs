@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::api::FeedbackApi;
 use crate::config::Config;
 use crate::contracts::Contracts;
-use crate::api::FeedbackApi;
-use crate::workers;
 use crate::store::{self, MIGRATIONS};
+use crate::workers;
 use shared::auth::{TokenSpec, scope};
 use shared::clock::{SharedClock, TestClock};
 use shared::db::Db;
@@ -57,7 +57,11 @@ impl Application {
             config.contract_service_tls()?,
         )?
         .with_attempts(config.contract_service_attempts);
-        let db = config.service.db.open(&config.service.database_url, &MIGRATIONS).await?;
+        let db = config
+            .service
+            .db
+            .open(&config.service.database_url, &MIGRATIONS)
+            .await?;
         let listener = TcpListener::bind(config.service.listen).await?;
         let metrics_listener = TcpListener::bind(config.service.metrics_listen).await?;
         let relay = Relay::new();

@@ -67,7 +67,8 @@ pub(crate) fn notify(
     }
 }
 
-pub(crate) type EventStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+pub(crate) type EventStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
 
 impl FeedbackApi {
     pub(crate) fn watch_events(

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
-use sqlx::{Any, AssertSqlSafe, Executor, Row};
+use sqlx::{Any, Executor, Row};
 
 use crate::error::Error;
 use shared::db::Tx;
-use shared::time::{from_micros, to_micros};
+use shared::time::from_micros;
 
 /// Where a bonus is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,28 +4,21 @@
 mod store;
 pub(crate) use store::{closed_unrevealed_contracts, reveal};
 
-use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Utc};
-
 use crate::api::FeedbackApi;
-use crate::common::*;
-use crate::domain::{self, Cohort, ContractFacts, Eligibility, Rules, Side};
+use crate::common::score;
+use crate::domain::{self, Side};
 use crate::error::Error;
+use crate::events::emit;
 use crate::moderation;
-use crate::events::{emit, notify};
-use crate::store::{
-    BonusState, CLIENT_TO_FREELANCER, EndFeedback, FREELANCER_TO_CLIENT, MidFeedback,
-};
-use shared::auth::{Caller, scope};
-use shared::proto::contract::v1::Money;
+use crate::store::{CLIENT_TO_FREELANCER, EndFeedback, FREELANCER_TO_CLIENT};
+use shared::auth::Caller;
+use shared::ids;
 use shared::proto::feedback::v1 as pb;
 use shared::status::FieldViolation;
-use shared::time::{opt_to_proto, to_proto};
+use shared::time::to_proto;
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
-use shared::writer::Unit;
-use shared::ids;
 
 pub(crate) fn reply_pb(r: &crate::store::Reply) -> pb::Reply {
     pb::Reply {
@@ -437,5 +430,4 @@ impl FeedbackApi {
             )
             .await
     }
-
 }

@@ -1,16 +1,13 @@
 //! SQL of end-of-contract feedback and replies: inserting and reading
 //! them, and revealing feedback whose window closed.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
-use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
-use crate::store::*;
+use crate::store::{END_COLUMNS, EndFeedback, Reply, end_from_row};
 use shared::db::Tx;
-use shared::time::{from_micros, to_micros};
+use shared::time::to_micros;
 
 /// Adds one side's feedback; the database allows one per side and contract.
 pub async fn insert_end_feedback(tx: &mut Tx, f: &EndFeedback) -> Result<(), Error> {

@@ -6,27 +6,17 @@ mod store;
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Utc};
-
 use crate::api::FeedbackApi;
-use crate::common::*;
-use crate::domain::{self, Cohort, ContractFacts, Eligibility, Rules, Side};
-use crate::error::Error;
+use crate::common::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, next_token, page_token};
+use crate::domain::ContractFacts;
 use crate::end_contract::end_pb;
+use crate::error::Error;
 use crate::mid_contract::mid_pb;
 use crate::moderation;
-use crate::events::{emit, notify};
-use crate::store::{
-    BonusState, CLIENT_TO_FREELANCER, EndFeedback, FREELANCER_TO_CLIENT, MidFeedback,
-};
 use shared::auth::{Caller, scope};
-use shared::proto::contract::v1::Money;
 use shared::proto::feedback::v1 as pb;
-use shared::status::FieldViolation;
-use shared::time::{opt_to_proto, to_proto};
-use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
-use shared::writer::Unit;
-use shared::ids;
+use shared::time::opt_to_proto;
+use shared::validate::{self, Violations};
 
 impl FeedbackApi {
     pub(crate) async fn list_work_history(

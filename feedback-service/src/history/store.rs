@@ -1,15 +1,11 @@
 //! SQL of work history and job-success inputs.
 
-use std::collections::HashMap;
-
-use chrono::{DateTime, Utc};
-use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
-use crate::store::*;
-use shared::db::Tx;
-use shared::time::{from_micros, to_micros};
+use crate::store::{
+    END_COLUMNS, EndFeedback, MID_COLUMNS, MidFeedback, end_from_row, mid_from_row,
+};
 
 /// Mid-contract feedback of these contracts, oldest first.
 pub async fn mid_feedback_of_contracts<'e, E>(

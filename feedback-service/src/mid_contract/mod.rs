@@ -10,22 +10,17 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 
 use crate::api::FeedbackApi;
-use crate::common::*;
-use crate::domain::{self, Cohort, ContractFacts, Eligibility, Rules, Side};
+use crate::common::{require_eligible, score};
+use crate::domain::{self, Cohort, ContractFacts, Eligibility, Side};
 use crate::error::Error;
-use crate::moderation;
-use crate::events::{emit, notify};
-use crate::store::{
-    BonusState, CLIENT_TO_FREELANCER, EndFeedback, FREELANCER_TO_CLIENT, MidFeedback,
-};
+use crate::events::emit;
+use crate::store::{BonusState, MidFeedback};
 use shared::auth::{Caller, scope};
+use shared::ids;
 use shared::proto::contract::v1::Money;
 use shared::proto::feedback::v1 as pb;
-use shared::status::FieldViolation;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
-use shared::writer::Unit;
-use shared::ids;
 
 const MAX_BATCH: usize = 100;
 
@@ -39,7 +34,11 @@ impl FeedbackApi {
         domain::mid_contract_eligibility(facts, last_feedback, cohort, &self.rules, self.now())
     }
 
-    pub(crate) fn eligibility_pb(&self, e: &Eligibility, currency: &str) -> pb::MidContractEligibility {
+    pub(crate) fn eligibility_pb(
+        &self,
+        e: &Eligibility,
+        currency: &str,
+    ) -> pb::MidContractEligibility {
         pb::MidContractEligibility {
             contract_id: e.contract_id.clone(),
             eligible: e.eligible(),
@@ -110,7 +109,8 @@ impl FeedbackApi {
             return Err(Error::WrongSide("client"));
         }
         let last =
-            crate::store::last_mid_feedback_times(self.db.reader(), std::slice::from_ref(&id)).await?;
+            crate::store::last_mid_feedback_times(self.db.reader(), std::slice::from_ref(&id))
+                .await?;
         let e = self.eligibility(&facts, last.get(&id).copied());
         Ok(pb::CheckMidContractEligibilityResponse {
             eligibility: Some(self.eligibility_pb(&e, &facts.currency)),
@@ -231,9 +231,13 @@ impl FeedbackApi {
                         crate::store::lock_contract(unit.tx(), &id).await?;
                         require_eligible(unit, &facts, cohort, &rules, now).await?;
                         let feedback_id = ids::new_id("mfb");
-                        let fulfilled =
-                            crate::requests::fulfil_pending_request(unit.tx(), &id, &feedback_id, now)
-                                .await?;
+                        let fulfilled = crate::requests::fulfil_pending_request(
+                            unit.tx(),
+                            &id,
+                            &feedback_id,
+                            now,
+                        )
+                        .await?;
                         let feedback = MidFeedback {
                             id: feedback_id,
                             contract_id: id.clone(),
@@ -277,5 +281,4 @@ impl FeedbackApi {
         }
         Ok(response)
     }
-
 }

@@ -1,16 +1,12 @@
 //! SQL of mid-contract feedback: inserting and reading it, and the
 //! pending bonuses the payer works through.
 
-use std::collections::HashMap;
-
-use chrono::{DateTime, Utc};
-use sqlx::any::AnyRow;
-use sqlx::{Any, AssertSqlSafe, Executor, Row};
+use sqlx::{Any, AssertSqlSafe, Executor};
 
 use crate::error::Error;
-use crate::store::*;
+use crate::store::{BonusState, MID_COLUMNS, MidFeedback, mid_from_row};
 use shared::db::Tx;
-use shared::time::{from_micros, to_micros};
+use shared::time::to_micros;
 
 pub async fn insert_mid_feedback(tx: &mut Tx, f: &MidFeedback) -> Result<(), Error> {
     let state = match f.bonus_state {
@@ -39,19 +35,6 @@ pub async fn insert_mid_feedback(tx: &mut Tx, f: &MidFeedback) -> Result<(), Err
     .await?;
     Ok(())
 }
-
-pub async fn get_mid_feedback<'e, E>(executor: E, id: &str) -> Result<Option<MidFeedback>, Error>
-where
-    E: Executor<'e, Database = Any>,
-{
-    let sql = format!("SELECT {MID_COLUMNS} FROM mid_feedback WHERE id = $1");
-    let row = sqlx::query(AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(executor)
-        .await?;
-    Ok(row.as_ref().map(mid_from_row).transpose()?)
-}
-
 /// Bonuses committed but not yet paid, oldest first.
 pub async fn pending_bonuses<'e, E>(executor: E, limit: i64) -> Result<Vec<MidFeedback>, Error>
 where

@@ -11,9 +11,9 @@ pub mod store;
 
 use chrono::{DateTime, Utc};
 
-use crate::error::Error;
 use crate::api::FeedbackApi;
 use crate::common::{next_token, page_token};
+use crate::error::Error;
 use crate::events::emit;
 use shared::auth::{Caller, scope};
 use shared::ids;

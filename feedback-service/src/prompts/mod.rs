@@ -16,8 +16,8 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use crate::error::Error;
 use crate::api::FeedbackApi;
+use crate::error::Error;
 use crate::store::{CLIENT_TO_FREELANCER, FREELANCER_TO_CLIENT};
 use shared::auth::{Caller, scope};
 use shared::proto::contract::v1 as cpb;

@@ -4,28 +4,21 @@
 mod store;
 pub(crate) use store::{expire_requests, fulfil_pending_request};
 
-use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 
 use crate::api::FeedbackApi;
-use crate::common::*;
-use crate::domain::{self, Cohort, ContractFacts, Eligibility, Rules, Side};
+use crate::common::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, next_token, page_token, require_eligible};
+use crate::domain::Side;
 use crate::error::Error;
-use crate::moderation;
 use crate::events::{emit, notify};
-use crate::store::{
-    BonusState, CLIENT_TO_FREELANCER, EndFeedback, FREELANCER_TO_CLIENT, MidFeedback,
-};
-use shared::auth::{Caller, scope};
-use shared::proto::contract::v1::Money;
-use shared::proto::feedback::v1 as pb;
-use shared::status::FieldViolation;
-use shared::time::{opt_to_proto, to_proto};
-use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
-use shared::writer::Unit;
+use shared::auth::Caller;
 use shared::ids;
+use shared::proto::feedback::v1 as pb;
+use shared::time::to_proto;
+use shared::validate::{self, Violations};
+use shared::writer::Unit;
 
 /// What the client is told when the freelancer asks for feedback, with the
 /// request's expiry (its time to live is configurable).
@@ -37,7 +30,10 @@ pub(crate) fn request_notification_text(expire_time: chrono::DateTime<chrono::Ut
 }
 
 /// A request's state as readers see it: a pending request past its expiry is expired.
-pub(crate) fn request_pb(r: &crate::store::FeedbackRequest, now: DateTime<Utc>) -> pb::FeedbackRequest {
+pub(crate) fn request_pb(
+    r: &crate::store::FeedbackRequest,
+    now: DateTime<Utc>,
+) -> pb::FeedbackRequest {
     let state = match r.state.as_str() {
         "FULFILLED" => pb::FeedbackRequestState::Fulfilled,
         "EXPIRED" => pb::FeedbackRequestState::Expired,
@@ -57,7 +53,11 @@ pub(crate) fn request_pb(r: &crate::store::FeedbackRequest, now: DateTime<Utc>) 
 }
 
 /// Emits RequestExpired for requests the store just expired.
-pub(crate) fn emit_expired(unit: &mut Unit, expired: &[crate::store::FeedbackRequest], now: DateTime<Utc>) {
+pub(crate) fn emit_expired(
+    unit: &mut Unit,
+    expired: &[crate::store::FeedbackRequest],
+    now: DateTime<Utc>,
+) {
     for request in expired {
         let mut view = request_pb(request, now);
         view.state = pb::FeedbackRequestState::Expired as i32;
@@ -178,5 +178,4 @@ impl FeedbackApi {
             next_page_token,
         })
     }
-
 }

@@ -1,16 +1,13 @@
 //! SQL of feedback requests: inserting, fulfilling, listing and expiring
 //! them.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
-use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
-use crate::store::*;
+use crate::store::{FeedbackRequest, REQUEST_COLUMNS, request_from_row};
 use shared::db::Tx;
-use shared::time::{from_micros, to_micros};
+use shared::time::to_micros;
 
 /// Marks requests past their expiry EXPIRED (all, or one contract's) and returns them.
 pub async fn expire_requests(

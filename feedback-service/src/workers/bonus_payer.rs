@@ -38,8 +38,7 @@ pub async fn pay_pending_bonuses(api: &FeedbackApi) -> Result<usize, Error> {
                 api.mutations
                     .run(String::new(), "MarkBonusPaid", None, &(), move |unit| {
                         Box::pin(async move {
-                            if store::mark_bonus_paid(unit.tx(), &feedback_id, &paid_id).await?
-                            {
+                            if store::mark_bonus_paid(unit.tx(), &feedback_id, &paid_id).await? {
                                 let paid = pb::BonusPaid {
                                     feedback_id,
                                     payment_id: paid_id,

@@ -4,9 +4,9 @@
 use std::time::Duration as StdDuration;
 
 use crate::api::FeedbackApi;
+use crate::end_contract::{closed_unrevealed_contracts, reveal};
 use crate::error::Error;
 use crate::events::emit;
-use crate::end_contract::{closed_unrevealed_contracts, reveal};
 use crate::requests::{emit_expired, expire_requests};
 use crate::store;
 use shared::proto::feedback::v1 as pb;
@@ -50,11 +50,7 @@ pub async fn sweep(api: &FeedbackApi) -> Result<(), Error> {
     Ok(())
 }
 
-pub async fn run_sweeper(
-    api: FeedbackApi,
-    interval: StdDuration,
-    stop: impl Future<Output = ()>,
-) {
+pub async fn run_sweeper(api: FeedbackApi, interval: StdDuration, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
         if let Err(err) = sweep(&api).await {
