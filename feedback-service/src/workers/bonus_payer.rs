@@ -3,6 +3,7 @@
 
 use std::time::Duration as StdDuration;
 
+use super::{FIRST_BACKOFF, double};
 use crate::api::FeedbackApi;
 use crate::error::Error;
 use crate::events::emit;
@@ -78,27 +79,71 @@ pub async fn run_bonus_payer(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let mut backoff = StdDuration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     loop {
-        let wait = match pay_pending_bonuses(&api).await {
-            Ok(0) => {
-                backoff = StdDuration::from_millis(100);
-                StdDuration::from_secs(30)
-            }
-            Ok(_) => {
-                backoff = (backoff * 2).min(max_backoff);
-                backoff
-            }
+        let left = match pay_pending_bonuses(&api).await {
+            Ok(left) => Some(left),
             Err(err) => {
                 tracing::warn!(error = %err, "bonus payer cannot read pending bonuses");
-                backoff = (backoff * 2).min(max_backoff);
-                backoff
+                None
             }
         };
+        let wait = after_pass(left, &mut backoff, max_backoff);
         tokio::select! {
             _ = &mut stop => return,
             _ = api.bonus_wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// How long the payer waits after a pass that left `left` bonuses unpaid
+/// (`None`: it could not read them): 30 s once none is left (and the backoff
+/// starts over), else the doubled backoff.
+fn after_pass(
+    left: Option<usize>,
+    backoff: &mut StdDuration,
+    max_backoff: StdDuration,
+) -> StdDuration {
+    if left == Some(0) {
+        *backoff = FIRST_BACKOFF;
+        StdDuration::from_secs(30)
+    } else {
+        *backoff = double(*backoff, max_backoff);
+        *backoff
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: StdDuration = StdDuration::from_secs(5);
+
+    #[test]
+    fn nothing_left_waits_thirty_seconds_and_resets_the_backoff() {
+        let mut backoff = StdDuration::from_secs(4);
+        assert_eq!(
+            after_pass(Some(0), &mut backoff, MAX),
+            StdDuration::from_secs(30)
+        );
+        assert_eq!(backoff, FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn bonuses_left_or_unreadable_double_the_backoff_up_to_the_cap() {
+        let mut backoff = FIRST_BACKOFF;
+        assert_eq!(
+            after_pass(Some(2), &mut backoff, MAX),
+            StdDuration::from_millis(200)
+        );
+        assert_eq!(
+            after_pass(None, &mut backoff, MAX),
+            StdDuration::from_millis(400)
+        );
+        assert_eq!(backoff, StdDuration::from_millis(400));
+        let mut backoff = StdDuration::from_secs(4);
+        assert_eq!(after_pass(Some(1), &mut backoff, MAX), MAX);
+        assert_eq!(after_pass(None, &mut backoff, MAX), MAX);
     }
 }
