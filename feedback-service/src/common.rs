@@ -8,11 +8,20 @@ use crate::error::Error;
 use crate::store;
 use shared::paging;
 use shared::status::FieldViolation;
-use shared::validate::Violations;
+use shared::validate::{self, Violations};
 use shared::writer::Unit;
 
-pub(crate) const DEFAULT_PAGE_SIZE: u32 = 50;
-pub(crate) const MAX_PAGE_SIZE: u32 = 200;
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 200;
+
+/// The request's `page_size` checked into `v`: 0 means 50, more is capped at
+/// 200, negative is a violation.
+pub(crate) fn page_size(v: &mut Violations, page_size: i32) -> u32 {
+    v.check(
+        "page_size",
+        validate::page_size(page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+    )
+}
 
 /// Fails unless the contract is eligible for mid-contract feedback at `now`,
 /// judged on its latest feedback as read in the write transaction (after the

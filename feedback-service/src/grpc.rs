@@ -22,6 +22,13 @@ macro_rules! handle {
             .map(Response::new)
             .map_err(Status::from)
     }};
+    ($self:ident, $request:ident, $function:path, api) => {{
+        let caller = Caller::of(&$request)?;
+        $function($self, caller, $request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }};
     ($self:ident, $request:ident, $method:ident, local) => {{
         let caller = Caller::of(&$request)?;
         $self
@@ -98,51 +105,31 @@ impl pb::feedback_service_server::FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::GetNotificationPreferencesRequest>,
     ) -> Result<Response<pb::GetNotificationPreferencesResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        crate::prompts::get_preferences(self, caller, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        handle!(self, request, crate::prompts::get_preferences, api)
     }
     async fn hide_feedback(
         &self,
         request: Request<pb::HideFeedbackRequest>,
     ) -> Result<Response<pb::HideFeedbackResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        moderation::hide(self, caller, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        handle!(self, request, moderation::hide, api)
     }
     async fn restore_feedback(
         &self,
         request: Request<pb::RestoreFeedbackRequest>,
     ) -> Result<Response<pb::RestoreFeedbackResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        moderation::restore(self, caller, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        handle!(self, request, moderation::restore, api)
     }
     async fn list_moderation_actions(
         &self,
         request: Request<pb::ListModerationActionsRequest>,
     ) -> Result<Response<pb::ListModerationActionsResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        moderation::list(self, caller, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        handle!(self, request, moderation::list, api)
     }
     async fn update_notification_preferences(
         &self,
         request: Request<pb::UpdateNotificationPreferencesRequest>,
     ) -> Result<Response<pb::UpdateNotificationPreferencesResponse>, Status> {
-        let caller = Caller::of(&request)?;
-        crate::prompts::update_preferences(self, caller, request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
+        handle!(self, request, crate::prompts::update_preferences, api)
     }
 
     type WatchEventsStream = EventStream;

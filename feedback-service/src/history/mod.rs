@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use crate::api::FeedbackApi;
-use crate::common::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, next_token, page_token};
+use crate::common::{next_token, page_size, page_token};
 use crate::domain::ContractFacts;
 use crate::end_contract::end_pb;
 use crate::error::Error;
@@ -27,10 +27,7 @@ impl FeedbackApi {
     ) -> Result<pb::ListWorkHistoryResponse, Error> {
         let mut v = Violations::new();
         let freelancer = v.check("freelancer_id", validate::token(&req.freelancer_id));
-        let size = v.check(
-            "page_size",
-            validate::page_size(req.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
-        );
+        let size = page_size(&mut v, req.page_size);
         v.finish()?;
         let filter = format!("history:{freelancer}");
         let after = page_token(&req.page_token, &filter)?;
@@ -112,10 +109,7 @@ impl FeedbackApi {
         }
         let mut v = Violations::new();
         let freelancer = v.check("freelancer_id", validate::token(&req.freelancer_id));
-        let size = v.check(
-            "page_size",
-            validate::page_size(req.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
-        );
+        let size = page_size(&mut v, req.page_size);
         v.finish()?;
         let filter = format!("jss:{freelancer}");
         let after = page_token(&req.page_token, &filter)?;

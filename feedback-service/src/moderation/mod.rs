@@ -12,7 +12,7 @@ pub mod store;
 use chrono::{DateTime, Utc};
 
 use crate::api::FeedbackApi;
-use crate::common::{next_token, page_token};
+use crate::common::{next_token, page_size, page_token};
 use crate::error::Error;
 use crate::events::emit;
 use shared::auth::{Caller, scope};
@@ -297,7 +297,7 @@ pub async fn list(
     if !req.item_id.is_empty() {
         v.check("item_id", kind_of(&req.item_id));
     }
-    let size = v.check("page_size", validate::page_size(req.page_size, 50, 200));
+    let size = page_size(&mut v, req.page_size);
     v.finish()?;
     let filter = format!("moderation:{}", req.item_id);
     let before = page_token(&req.page_token, &filter)?;

@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 
 use crate::api::FeedbackApi;
-use crate::common::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, next_token, page_token, require_eligible};
+use crate::common::{next_token, page_size, page_token, require_eligible};
 use crate::domain::Side;
 use crate::error::Error;
 use crate::events::{emit, notify};
@@ -160,10 +160,7 @@ impl FeedbackApi {
     ) -> Result<pb::ListFeedbackRequestsResponse, Error> {
         let mut v = Violations::new();
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
-        let size = v.check(
-            "page_size",
-            validate::page_size(req.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
-        );
+        let size = page_size(&mut v, req.page_size);
         v.finish()?;
         let filter = format!("requests:{id}");
         let after = page_token(&req.page_token, &filter)?;
