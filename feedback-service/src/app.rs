@@ -57,11 +57,7 @@ impl Application {
             config.contract_service_tls()?,
         )?
         .with_attempts(config.contract_service_attempts);
-        let db = config
-            .service
-            .db
-            .open(&config.service.database_url, &MIGRATIONS)
-            .await?;
+        let db = config.service.db.open(&config.service.database_url, &MIGRATIONS).await?;
         let listener = TcpListener::bind(config.service.listen).await?;
         let metrics_listener = TcpListener::bind(config.service.metrics_listen).await?;
         let relay = Relay::new();
