@@ -1,5 +1,5 @@
 //! What several features share: the in-transaction eligibility check, score
-//! validation and page tokens.
+//! validation, the page size and page tokens.
 
 use chrono::{DateTime, Utc};
 
