@@ -9,10 +9,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use crate::api::FeedbackApi;
 use crate::config::Config;
 use crate::contracts::Contracts;
-use crate::grpc::{FeedbackApi, workers};
 use crate::store::{self, MIGRATIONS};
+use crate::workers;
 use shared::auth::{TokenSpec, scope};
 use shared::clock::{SharedClock, TestClock};
 use shared::db::Db;
@@ -159,9 +160,9 @@ impl Application {
         )?);
         let (events_healthy, events_health) = tokio::sync::watch::channel(false);
         if self.config.follow_contract_events {
-            workers.push(tokio::spawn(crate::prompts::run_follower(
+            workers.push(tokio::spawn(crate::workers::run_follower(
                 self.api.clone(),
-                crate::prompts::FollowerGauges::register(&self.metrics)?,
+                crate::workers::FollowerGauges::register(&self.metrics)?,
                 events_healthy,
                 Duration::from_millis(self.config.contract_events_retry_max_ms),
                 stopped(stop_rx.clone()),
@@ -205,7 +206,7 @@ impl Application {
                 metrics: self.metrics,
                 routes: routes.routes(),
                 services,
-                components: vec![(crate::prompts::HEALTH_NAME, events_health)],
+                components: vec![(crate::workers::HEALTH_NAME, events_health)],
             },
             shutdown,
         )

@@ -11,8 +11,10 @@ pub mod store;
 
 use chrono::{DateTime, Utc};
 
+use crate::api::FeedbackApi;
+use crate::common::{next_token, page_size, page_token};
 use crate::error::Error;
-use crate::grpc::{FeedbackApi, emit, next_token, page_token};
+use crate::events::emit;
 use shared::auth::{Caller, scope};
 use shared::ids;
 use shared::proto::feedback::v1 as pb;
@@ -272,7 +274,7 @@ fn tell_author(
     text: &str,
     now: DateTime<Utc>,
 ) {
-    crate::grpc::notify(
+    crate::events::notify(
         unit,
         &action.contract_id,
         now,
@@ -295,7 +297,7 @@ pub async fn list(
     if !req.item_id.is_empty() {
         v.check("item_id", kind_of(&req.item_id));
     }
-    let size = v.check("page_size", validate::page_size(req.page_size, 50, 200));
+    let size = page_size(&mut v, req.page_size);
     v.finish()?;
     let filter = format!("moderation:{}", req.item_id);
     let before = page_token(&req.page_token, &filter)?;

@@ -1,0 +1,114 @@
+//! The service's state (`FeedbackApi`): database, clock, rules, cohorts,
+//! contract-service client, relay and bonus wake-up, shared by every feature.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use crate::contracts::Contracts;
+use crate::domain::{CohortConfig, ContractFacts, Rules, Side};
+use crate::error::Error;
+use shared::auth::{Caller, scope};
+use shared::clock::SharedClock;
+use shared::db::Db;
+use shared::metrics::Metrics;
+use shared::outbox::Relay;
+use shared::writer::Mutations;
+
+/// The feedback service.
+#[derive(Debug, Clone)]
+pub struct FeedbackApi {
+    pub(crate) db: Db,
+    pub(crate) clock: SharedClock,
+    pub(crate) rules: Rules,
+    pub(crate) cohorts: Arc<CohortConfig>,
+    pub(crate) contracts: Contracts,
+    pub(crate) relay: Relay,
+    /// Wakes the bonus worker after a feedback with a bonus commits.
+    pub(crate) bonus_wake: Arc<Notify>,
+    pub(crate) mutations: Mutations,
+    /// Where `WatchEvents` reports each consumer's position, once set.
+    pub(crate) metrics: Option<Arc<Metrics>>,
+}
+
+impl FeedbackApi {
+    pub fn new(
+        db: Db,
+        clock: SharedClock,
+        rules: Rules,
+        cohorts: CohortConfig,
+        contracts: Contracts,
+        relay: Relay,
+        bonus_wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            mutations: Mutations::new(db.clone(), clock.clone(), relay.clone()),
+            db,
+            clock,
+            rules,
+            cohorts: Arc::new(cohorts),
+            contracts,
+            relay,
+            bonus_wake,
+            metrics: None,
+        }
+    }
+
+    /// Reports what `WatchEvents` sends each consumer in `metrics`
+    /// (`outbox_consumer_sequence`).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub(crate) fn contracts(&self) -> &Contracts {
+        &self.contracts
+    }
+
+    pub(crate) fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub(crate) fn mutations(&self) -> &Mutations {
+        &self.mutations
+    }
+
+    /// A contract's facts, for a caller allowed to see it. Users learn
+    /// nothing about contracts they are not a party to.
+    pub(crate) async fn contract_for(
+        &self,
+        caller: &Caller,
+        contract_id: &str,
+        deadline: Option<StdDuration>,
+    ) -> Result<(ContractFacts, Option<Side>), Error> {
+        let not_yours = || Error::NotAParty {
+            contract_id: contract_id.to_owned(),
+        };
+        let facts = self.contracts.get(contract_id, deadline).await?;
+        match caller.user_id() {
+            Some(user) => {
+                let facts = facts.ok_or_else(not_yours)?;
+                let side = facts.side_of(user).ok_or_else(not_yours)?;
+                Ok((facts, Some(side)))
+            }
+            None if caller.has_scope(scope::CONTRACTS_READ) || caller.has_scope(scope::ADMIN) => {
+                let facts = facts.ok_or_else(|| Error::NotFound {
+                    what: "contract",
+                    id: contract_id.to_owned(),
+                })?;
+                Ok((facts, None))
+            }
+            None => Err(Error::MissingScope(scope::CONTRACTS_READ)),
+        }
+    }
+}

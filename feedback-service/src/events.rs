@@ -1,0 +1,110 @@
+//! Outbox events: `emit` (and `notify`, which emits NotificationRequested
+//! per channel) inside a write, and the `WatchEvents` stream.
+
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use prost::Message;
+use tonic::Status;
+
+use crate::api::FeedbackApi;
+use crate::error::Error;
+use shared::auth::{Caller, scope};
+use shared::ids;
+use shared::outbox;
+use shared::proto::feedback::v1 as pb;
+use shared::status::FieldViolation;
+use shared::time::to_proto;
+use shared::writer::Unit;
+
+/// Adds an event for a state change to the outbox, with the change.
+pub(crate) fn emit(
+    unit: &mut Unit,
+    contract_id: &str,
+    now: DateTime<Utc>,
+    kind: &'static str,
+    payload: pb::event::Payload,
+) {
+    let event = pb::Event {
+        event_id: ids::new_id("evt"),
+        sequence: 0,
+        contract_id: contract_id.to_owned(),
+        occur_time: Some(to_proto(now)),
+        payload: Some(payload),
+    };
+    unit.emit(outbox::NewEvent {
+        subject_id: contract_id.to_owned(),
+        kind,
+        payload: event.encode_to_vec(),
+        event_id: event.event_id,
+        created_at: now,
+    });
+}
+
+/// Asks for `notification` to go out by email and by in-app message (its
+/// `channel` is set for each).
+pub(crate) fn notify(
+    unit: &mut Unit,
+    contract_id: &str,
+    now: DateTime<Utc>,
+    notification: pb::NotificationRequested,
+) {
+    for channel in [
+        pb::NotificationChannel::Email,
+        pb::NotificationChannel::InAppMessage,
+    ] {
+        emit(
+            unit,
+            contract_id,
+            now,
+            "NotificationRequested",
+            pb::event::Payload::NotificationRequested(pb::NotificationRequested {
+                channel: channel as i32,
+                ..notification.clone()
+            }),
+        );
+    }
+}
+
+pub(crate) type EventStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+
+impl FeedbackApi {
+    pub(crate) fn watch_events(
+        &self,
+        caller: &Caller,
+        req: pb::WatchEventsRequest,
+    ) -> Result<EventStream, Error> {
+        if !caller.has_scope(scope::EVENTS_READ) {
+            return Err(Error::MissingScope(scope::EVENTS_READ));
+        }
+        if req.after_sequence < 0 {
+            return Err(Error::InvalidArgument(vec![FieldViolation::new(
+                "after_sequence",
+                "must not be negative",
+            )]));
+        }
+        let consumer = self
+            .metrics
+            .as_ref()
+            .map(|m| m.event_consumer(caller.subject()));
+        let stream = outbox::watch(
+            self.db.clone(),
+            &self.relay,
+            req.after_sequence,
+            consumer,
+            |stored| {
+                let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|err| {
+                    Status::from(Error::Internal(format!(
+                        "undecodable event {}: {err}",
+                        stored.event_id
+                    )))
+                })?;
+                event.sequence = stored.sequence;
+                Ok(pb::WatchEventsResponse { event: Some(event) })
+            },
+        );
+        Ok(Box::pin(stream))
+    }
+}

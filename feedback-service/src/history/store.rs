@@ -1,0 +1,103 @@
+//! SQL of work history and job-success inputs.
+
+use sqlx::{Any, AssertSqlSafe, Executor, Row};
+
+use crate::error::Error;
+use crate::store::{
+    END_COLUMNS, EndFeedback, MID_COLUMNS, MidFeedback, end_from_row, mid_from_row,
+};
+
+/// Mid-contract feedback of these contracts, oldest first.
+pub async fn mid_feedback_of_contracts<'e, E>(
+    executor: E,
+    contract_ids: &[String],
+) -> Result<Vec<MidFeedback>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    if contract_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {MID_COLUMNS} FROM mid_feedback WHERE contract_id IN ({{ids}}) ORDER BY created_at, id"
+    );
+    let rows = shared::db::query_with_ids(&sql, contract_ids)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.iter().map(mid_from_row).collect::<Result<_, _>>()?)
+}
+
+/// A page of a freelancer's contracts that have feedback for them, by contract id.
+pub async fn history_contracts<'e, E>(
+    executor: E,
+    freelancer_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<String>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let rows = sqlx::query(
+        // Each side is cut to the page before the union, so a page reads
+        // about `limit` index entries however long the history is.
+        "SELECT contract_id FROM (\
+           SELECT contract_id FROM (SELECT DISTINCT contract_id FROM mid_feedback \
+             WHERE freelancer_id = $1 AND contract_id > $2 ORDER BY contract_id LIMIT $3) AS mid \
+           UNION SELECT contract_id FROM (SELECT contract_id FROM end_feedback \
+             WHERE freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER' AND contract_id > $2 \
+             ORDER BY contract_id LIMIT $3) AS ended\
+         ) AS history ORDER BY contract_id LIMIT $3",
+    )
+    .bind(freelancer_id)
+    .bind(after.unwrap_or_default())
+    .bind(limit)
+    .fetch_all(executor)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get("contract_id"))
+        .collect::<Result<_, _>>()?)
+}
+
+/// Client-to-freelancer feedback of these contracts.
+pub async fn client_feedback_of_contracts<'e, E>(
+    executor: E,
+    contract_ids: &[String],
+) -> Result<Vec<EndFeedback>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    if contract_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT {END_COLUMNS} FROM end_feedback WHERE direction = 'CLIENT_TO_FREELANCER' AND contract_id IN ({{ids}})"
+    );
+    let rows = shared::db::query_with_ids(&sql, contract_ids)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.iter().map(end_from_row).collect::<Result<_, _>>()?)
+}
+
+/// A page of a freelancer's received end-of-contract feedback (Job Success inputs).
+pub async fn job_success_inputs<'e, E>(
+    executor: E,
+    freelancer_id: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<EndFeedback>, Error>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let sql = format!(
+        "SELECT {END_COLUMNS} FROM end_feedback WHERE freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER' \
+         AND id > $2 ORDER BY id LIMIT $3"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(freelancer_id)
+        .bind(after.unwrap_or_default())
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    Ok(rows.iter().map(end_from_row).collect::<Result<_, _>>()?)
+}
