@@ -1,4 +1,5 @@
-//! Command line and environment: every setting is a flag with an env var.
+//! Command line and environment: the flags both services take (flattened from
+//! `shared::service`) and contract-service's own rule settings, each with an env var.
 
 use std::net::SocketAddr;
 
