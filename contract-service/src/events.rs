@@ -9,7 +9,7 @@ use prost::Message;
 use tonic::Status;
 
 use crate::common::require_scope;
-use crate::error::Error;
+use crate::error::{DOMAIN, Error};
 use crate::grpc::ContractApi;
 use shared::auth::{Caller, scope};
 use shared::ids;
@@ -52,31 +52,23 @@ impl ContractApi {
         req: pb::WatchEventsRequest,
     ) -> Result<EventStream, Error> {
         require_scope(caller, scope::EVENTS_READ)?;
-        if req.after_sequence < 0 {
-            return Err(Error::InvalidArgument(vec![
-                shared::status::FieldViolation::new("after_sequence", "must not be negative"),
-            ]));
-        }
-        let consumer = self
-            .metrics
-            .as_ref()
-            .map(|m| m.event_consumer(caller.subject()));
-        let stream = outbox::watch(
+        let consumer = || {
+            self.metrics
+                .as_ref()
+                .map(|m| m.event_consumer(caller.subject()))
+        };
+        let stream = outbox::watch_events(
             self.db.clone(),
             &self.relay,
+            DOMAIN,
             req.after_sequence,
             consumer,
-            |stored| {
-                let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|err| {
-                    Status::from(Error::Internal(format!(
-                        "undecodable event {}: {err}",
-                        stored.event_id
-                    )))
-                })?;
-                event.sequence = stored.sequence;
-                Ok(pb::WatchEventsResponse { event: Some(event) })
+            |mut event: pb::Event, sequence| {
+                event.sequence = sequence;
+                pb::WatchEventsResponse { event: Some(event) }
             },
-        );
+        )
+        .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
         Ok(Box::pin(stream))
     }
 }

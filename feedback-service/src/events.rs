@@ -9,12 +9,11 @@ use prost::Message;
 use tonic::Status;
 
 use crate::api::FeedbackApi;
-use crate::error::Error;
+use crate::error::{DOMAIN, Error};
 use shared::auth::{Caller, scope};
 use shared::ids;
 use shared::outbox;
 use shared::proto::feedback::v1 as pb;
-use shared::status::FieldViolation;
 use shared::time::to_proto;
 use shared::writer::Unit;
 
@@ -79,32 +78,23 @@ impl FeedbackApi {
         if !caller.has_scope(scope::EVENTS_READ) {
             return Err(Error::MissingScope(scope::EVENTS_READ));
         }
-        if req.after_sequence < 0 {
-            return Err(Error::InvalidArgument(vec![FieldViolation::new(
-                "after_sequence",
-                "must not be negative",
-            )]));
-        }
-        let consumer = self
-            .metrics
-            .as_ref()
-            .map(|m| m.event_consumer(caller.subject()));
-        let stream = outbox::watch(
+        let consumer = || {
+            self.metrics
+                .as_ref()
+                .map(|m| m.event_consumer(caller.subject()))
+        };
+        let stream = outbox::watch_events(
             self.db.clone(),
             &self.relay,
+            DOMAIN,
             req.after_sequence,
             consumer,
-            |stored| {
-                let mut event = pb::Event::decode(stored.payload.as_slice()).map_err(|err| {
-                    Status::from(Error::Internal(format!(
-                        "undecodable event {}: {err}",
-                        stored.event_id
-                    )))
-                })?;
-                event.sequence = stored.sequence;
-                Ok(pb::WatchEventsResponse { event: Some(event) })
+            |mut event: pb::Event, sequence| {
+                event.sequence = sequence;
+                pb::WatchEventsResponse { event: Some(event) }
             },
-        );
+        )
+        .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
         Ok(Box::pin(stream))
     }
 }

@@ -222,6 +222,59 @@ impl Relay {
     }
 }
 
+/// An outbox payload that is not the service's event message.
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable event {event_id}")]
+pub struct UndecodableEvent {
+    pub event_id: String,
+    #[source]
+    pub source: prost::DecodeError,
+}
+
+/// WatchEvents as both services serve it: `after_sequence` must not be
+/// negative (else the violation, nothing streamed, no consumer gauge made:
+/// `consumer` is called only then); then every event after
+/// it, decoded as the service's event message `E`, its sequence set by
+/// `respond` (an undecodable payload ends the stream with INTERNAL).
+pub fn watch_events<E, R>(
+    db: Db,
+    relay: &Relay,
+    domain: crate::status::Domain,
+    after_sequence: i64,
+    consumer: impl FnOnce() -> Option<prometheus::IntGauge>,
+    respond: fn(E, i64) -> R,
+) -> Result<
+    impl futures::Stream<Item = Result<R, tonic::Status>> + Send + 'static,
+    crate::status::FieldViolation,
+>
+where
+    E: prost::Message + Default + 'static,
+    R: Send + 'static,
+{
+    if after_sequence < 0 {
+        return Err(crate::status::FieldViolation::new(
+            "after_sequence",
+            "must not be negative",
+        ));
+    }
+    Ok(watch(
+        db,
+        relay,
+        after_sequence,
+        consumer(),
+        move |stored| {
+            let event = E::decode(stored.payload.as_slice()).map_err(|source| {
+                let err = UndecodableEvent {
+                    event_id: stored.event_id,
+                    source,
+                };
+                crate::status::internal(domain, &err)
+            })?;
+            Ok(respond(event, stored.sequence))
+        },
+    ))
+}
+
 /// Streams sequenced events after `after` to a `WatchEvents` caller until it
 /// hangs up, waking when the relay sequences new events (and polling, for
 /// other replicas'). `to_message` turns a stored event into the wire message.

@@ -1109,6 +1109,18 @@ async fn events_stream_in_order_and_resume_from_a_cursor(backend: TestBackend) {
         ))
         .await;
     assert_eq!(denied.err().map(|s| s.code()), Some(Code::PermissionDenied));
+    // Sequence 0 is "from the start"; below it is refused, naming the field.
+    assert_invalid(
+        app.contracts
+            .clone()
+            .watch_events(as_service(
+                "audit",
+                &["events:read"],
+                pb::WatchEventsRequest { after_sequence: -1 },
+            ))
+            .await,
+        "after_sequence",
+    );
 }
 
 async fn end_contract_racing_deletes_leaves_every_entry_as_it_was_at_the_lock(

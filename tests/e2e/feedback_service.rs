@@ -339,6 +339,19 @@ async fn freelancers_request_feedback_which_notifies_twice_and_expires_after_14_
     );
 
     let events = s.feedback.events(3).await;
+    // Sequence 0 is "from the start"; below it is refused, naming the field.
+    let negative = s
+        .feedback
+        .client()
+        .watch_events(as_service(
+            "audit",
+            &["events:read"],
+            fpb::WatchEventsRequest { after_sequence: -1 },
+        ))
+        .await
+        .expect_err("a negative sequence");
+    assert_eq!(negative.code(), Code::InvalidArgument, "{negative:?}");
+    assert_eq!(violated_fields(&negative), ["after_sequence"]);
     let channels: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.payload {
