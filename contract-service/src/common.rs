@@ -82,12 +82,12 @@ pub(crate) fn parse_amount(
     }
 }
 
-pub(crate) fn required_request_id(v: &mut Violations, value: &str) -> Option<String> {
-    let id = v.check("request_id", validate::request_id(value));
+/// Money moves only with a `request_id`, so a retry can never pay twice
+/// (its format is checked with the call, [`shared::writer::Call::of`]).
+pub(crate) fn require_request_id(v: &mut Violations, value: &str) {
     if value.is_empty() {
         v.add("request_id", "is required for this call");
     }
-    id
 }
 
 /// Where a page starts: after the id in `token`, which must have been issued

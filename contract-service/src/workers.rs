@@ -32,7 +32,7 @@ impl ContractApi {
         for id in overdue {
             let done = self
                 .mutations
-                .run(String::new(), "EscalateDispute", None, &(), move |unit| {
+                .background(move |unit| {
                     Box::pin(async move {
                         // Conditional on OPEN and overdue: a concurrent answer
                         // or withdrawal that committed first wins.

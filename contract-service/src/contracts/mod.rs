@@ -18,6 +18,7 @@ use shared::ids;
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, Violations};
+use shared::writer::Call;
 
 /// Longest title accepted.
 const MAX_TITLE_CHARS: usize = 200;
@@ -71,6 +72,7 @@ impl ContractApi {
         require_scope(&caller, scope::CONTRACTS_WRITE)?;
         let now = self.now();
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "CreateContract", &req);
         let client_id = v.check("client_id", validate::token(&req.client_id));
         let freelancer_id = v.check("freelancer_id", validate::token(&req.freelancer_id));
         if !req.client_id.is_empty() && req.client_id == req.freelancer_id {
@@ -118,60 +120,48 @@ impl ContractApi {
         if start_time > now {
             v.add("start_time", "must not be in the future");
         }
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
-
-        let fingerprint = pb::CreateContractRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         self.mutations
-            .run(
-                caller.key(),
-                "CreateContract",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        let contract = Contract {
-                            id: ids::new_id("ctr"),
-                            client_id,
-                            freelancer_id,
-                            agency_id,
-                            title,
-                            contract_type,
-                            currency: currency.clone(),
-                            hourly_rate_minor: req.hourly_rate_minor,
-                            weekly_limit_minutes: req.weekly_limit_minutes,
-                            allow_manual_time: req.allow_manual_time.unwrap_or(true),
-                            state: ContractState::Active,
-                            start_time,
-                            end_time: None,
-                            ended_by: None,
-                            end_reason: String::new(),
-                            create_time: now,
-                            update_time: now,
-                            last_payment_time: None,
-                            net_paid_minor: 0,
-                            diary_lock_time: None,
-                        };
-                        store::insert_contract(unit.tx(), &contract).await?;
-                        let response = pb::CreateContractResponse {
-                            contract: Some(contract_pb(&contract)),
-                        };
-                        emit(
-                            unit,
-                            &contract.id,
-                            now,
-                            "ContractCreated",
-                            pb::event::Payload::ContractCreated(pb::ContractCreated {
-                                contract: response.contract.clone(),
-                            }),
-                        );
-                        Ok(response)
-                    })
-                },
-            )
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    let contract = Contract {
+                        id: ids::new_id("ctr"),
+                        client_id,
+                        freelancer_id,
+                        agency_id,
+                        title,
+                        contract_type,
+                        currency: currency.clone(),
+                        hourly_rate_minor: req.hourly_rate_minor,
+                        weekly_limit_minutes: req.weekly_limit_minutes,
+                        allow_manual_time: req.allow_manual_time.unwrap_or(true),
+                        state: ContractState::Active,
+                        start_time,
+                        end_time: None,
+                        ended_by: None,
+                        end_reason: String::new(),
+                        create_time: now,
+                        update_time: now,
+                        last_payment_time: None,
+                        net_paid_minor: 0,
+                        diary_lock_time: None,
+                    };
+                    store::insert_contract(unit.tx(), &contract).await?;
+                    let response = pb::CreateContractResponse {
+                        contract: Some(contract_pb(&contract)),
+                    };
+                    emit(
+                        unit,
+                        &contract.id,
+                        now,
+                        "ContractCreated",
+                        pb::event::Payload::ContractCreated(pb::ContractCreated {
+                            contract: response.contract.clone(),
+                        }),
+                    );
+                    Ok(response)
+                })
+            })
             .await
     }
 
@@ -281,68 +271,58 @@ impl ContractApi {
         req: pb::EndContractRequest,
     ) -> Result<pb::EndContractResponse, Error> {
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "EndContract", &req);
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
         let reason = v.check("reason", validate::text(&req.reason, MAX_NOTE_CHARS, false));
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
         let now = self.now();
-        let fingerprint = pb::EndContractRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         self.mutations
-            .run(
-                caller.key(),
-                "EndContract",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
-                        let ended_by = match contract
-                            .authorize_roles(&caller, &[Role::Client, Role::Freelancer])?
-                        {
-                            Role::Client => Party::Client,
-                            _ => Party::Freelancer,
-                        };
-                        // One statement ends the contract and locks the diary; it fails if a
-                        // concurrent call ended it first.
-                        if !store::end_contract(unit.tx(), &id, ended_by, &reason, now).await? {
-                            return Err(Error::AlreadyEnded { contract_id: id });
-                        }
-                        let ended = store::get_contract(&mut **unit.tx(), &id)
-                            .await?
-                            .ok_or_else(|| {
-                                Error::Internal(format!("contract {id} vanished while ending"))
-                            })?;
-                        let response = pb::EndContractResponse {
-                            contract: Some(contract_pb(&ended)),
-                            checklist: rules::POST_END_CHECKLIST
-                                .iter()
-                                .map(|(code, text)| pb::ChecklistItem {
-                                    code: (*code).into(),
-                                    text: (*text).into(),
-                                })
-                                .collect(),
-                        };
-                        emit(
-                            unit,
-                            &id,
-                            now,
-                            "ContractEnded",
-                            pb::event::Payload::ContractEnded(pb::ContractEnded {
-                                contract: response.contract.clone(),
-                            }),
-                        );
-                        tracing::info!(
-                            contract_id = %id,
-                            ended_by = ?ended_by,
-                            "contract ended and work diary locked"
-                        );
-                        Ok(response)
-                    })
-                },
-            )
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
+                    let ended_by = match contract
+                        .authorize_roles(&caller, &[Role::Client, Role::Freelancer])?
+                    {
+                        Role::Client => Party::Client,
+                        _ => Party::Freelancer,
+                    };
+                    // One statement ends the contract and locks the diary; it fails if a
+                    // concurrent call ended it first.
+                    if !store::end_contract(unit.tx(), &id, ended_by, &reason, now).await? {
+                        return Err(Error::AlreadyEnded { contract_id: id });
+                    }
+                    let ended = store::get_contract(&mut **unit.tx(), &id)
+                        .await?
+                        .ok_or_else(|| {
+                            Error::Internal(format!("contract {id} vanished while ending"))
+                        })?;
+                    let response = pb::EndContractResponse {
+                        contract: Some(contract_pb(&ended)),
+                        checklist: rules::POST_END_CHECKLIST
+                            .iter()
+                            .map(|(code, text)| pb::ChecklistItem {
+                                code: (*code).into(),
+                                text: (*text).into(),
+                            })
+                            .collect(),
+                    };
+                    emit(
+                        unit,
+                        &id,
+                        now,
+                        "ContractEnded",
+                        pb::event::Payload::ContractEnded(pb::ContractEnded {
+                            contract: response.contract.clone(),
+                        }),
+                    );
+                    tracing::info!(
+                        contract_id = %id,
+                        ended_by = ?ended_by,
+                        "contract ended and work diary locked"
+                    );
+                    Ok(response)
+                })
+            })
             .await
     }
 }

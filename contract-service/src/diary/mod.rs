@@ -18,6 +18,7 @@ use shared::ids;
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, Violations};
+use shared::writer::Call;
 
 /// Takes the diary's write lock (re-checked under it: EndContract may have
 /// committed since any earlier read) and returns the contract, for its
@@ -96,6 +97,7 @@ impl ContractApi {
     ) -> Result<pb::LogTimeResponse, Error> {
         let segment = self.rules.segment_minutes;
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "LogTime", &req);
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
         let start = v.check("start_time", validate::timestamp(req.start_time.as_ref()));
         if req
@@ -116,7 +118,6 @@ impl ContractApi {
             );
         }
         let memo = v.check("memo", validate::text(&req.memo, MAX_NOTE_CHARS, false));
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
         let entry = NewTimeEntry {
             start,
@@ -125,62 +126,52 @@ impl ContractApi {
             memo,
         };
         let now = self.now();
-        let fingerprint = pb::LogTimeRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         self.mutations
-            .run(
-                caller.key(),
-                "LogTime",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        // Billable minutes of the new entry depend on the time
-                        // logged before it in its week, read with the lock.
-                        let week = BillingWeek::containing(entry.start);
-                        let Some((contract, before)) =
-                            store::lock_diary_with_minutes(unit.tx(), &id, week.start, entry.start)
-                                .await?
-                        else {
-                            return Err(diary_not_writable(unit.tx(), &id, &caller).await);
-                        };
-                        contract.authorize_roles(&caller, &[Role::Freelancer])?;
-                        rules::check_log_time(&contract, &entry, now)?;
-                        let saved = TimeEntry {
-                            id: ids::new_id("te"),
-                            contract_id: id.clone(),
-                            start: entry.start,
-                            end: entry.end(),
-                            manual: entry.manual,
-                            memo: entry.memo,
-                            create_time: now,
-                        };
-                        if !store::insert_time_entry_unless_overlapping(unit.tx(), &saved).await? {
-                            return Err(Error::TimeOverlap);
-                        }
-                        let own = rules::billable_after(
-                            before,
-                            saved.minutes(),
-                            i64::from(contract.weekly_limit_minutes),
-                        );
-                        let response = pb::LogTimeResponse {
-                            time_entry: Some(entry_pb(&saved, own)),
-                        };
-                        emit(
-                            unit,
-                            &id,
-                            now,
-                            "TimeLogged",
-                            pb::event::Payload::TimeLogged(pb::TimeLogged {
-                                time_entry: response.time_entry.clone(),
-                            }),
-                        );
-                        Ok(response)
-                    })
-                },
-            )
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    // Billable minutes of the new entry depend on the time
+                    // logged before it in its week, read with the lock.
+                    let week = BillingWeek::containing(entry.start);
+                    let Some((contract, before)) =
+                        store::lock_diary_with_minutes(unit.tx(), &id, week.start, entry.start)
+                            .await?
+                    else {
+                        return Err(diary_not_writable(unit.tx(), &id, &caller).await);
+                    };
+                    contract.authorize_roles(&caller, &[Role::Freelancer])?;
+                    rules::check_log_time(&contract, &entry, now)?;
+                    let saved = TimeEntry {
+                        id: ids::new_id("te"),
+                        contract_id: id.clone(),
+                        start: entry.start,
+                        end: entry.end(),
+                        manual: entry.manual,
+                        memo: entry.memo,
+                        create_time: now,
+                    };
+                    if !store::insert_time_entry_unless_overlapping(unit.tx(), &saved).await? {
+                        return Err(Error::TimeOverlap);
+                    }
+                    let own = rules::billable_after(
+                        before,
+                        saved.minutes(),
+                        i64::from(contract.weekly_limit_minutes),
+                    );
+                    let response = pb::LogTimeResponse {
+                        time_entry: Some(entry_pb(&saved, own)),
+                    };
+                    emit(
+                        unit,
+                        &id,
+                        now,
+                        "TimeLogged",
+                        pb::event::Payload::TimeLogged(pb::TimeLogged {
+                            time_entry: response.time_entry.clone(),
+                        }),
+                    );
+                    Ok(response)
+                })
+            })
             .await
     }
 
@@ -190,48 +181,38 @@ impl ContractApi {
         req: pb::DeleteTimeEntryRequest,
     ) -> Result<pb::DeleteTimeEntryResponse, Error> {
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "DeleteTimeEntry", &req);
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
         let entry_id = v.check("time_entry_id", validate::id(&req.time_entry_id, "te"));
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
         let now = self.now();
-        let fingerprint = pb::DeleteTimeEntryRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         self.mutations
-            .run(
-                caller.key(),
-                "DeleteTimeEntry",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        let contract = lock_diary(unit.tx(), &id, &caller).await?;
-                        let entry = store::get_time_entry(unit.tx(), &id, &entry_id)
-                            .await?
-                            .ok_or(Error::NotFound {
-                                what: "time entry",
-                                id: entry_id.clone(),
-                            })?;
-                        rules::check_delete_time(&contract, &entry, now)?;
-                        store::delete_time_entry(unit.tx(), &entry_id).await?;
-                        let response = pb::DeleteTimeEntryResponse {
-                            time_entry: Some(entry_pb(&entry, 0)),
-                        };
-                        emit(
-                            unit,
-                            &id,
-                            now,
-                            "TimeEntryDeleted",
-                            pb::event::Payload::TimeEntryDeleted(pb::TimeEntryDeleted {
-                                time_entry: response.time_entry.clone(),
-                            }),
-                        );
-                        Ok(response)
-                    })
-                },
-            )
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    let contract = lock_diary(unit.tx(), &id, &caller).await?;
+                    let entry = store::get_time_entry(unit.tx(), &id, &entry_id)
+                        .await?
+                        .ok_or(Error::NotFound {
+                            what: "time entry",
+                            id: entry_id.clone(),
+                        })?;
+                    rules::check_delete_time(&contract, &entry, now)?;
+                    store::delete_time_entry(unit.tx(), &entry_id).await?;
+                    let response = pb::DeleteTimeEntryResponse {
+                        time_entry: Some(entry_pb(&entry, 0)),
+                    };
+                    emit(
+                        unit,
+                        &id,
+                        now,
+                        "TimeEntryDeleted",
+                        pb::event::Payload::TimeEntryDeleted(pb::TimeEntryDeleted {
+                            time_entry: response.time_entry.clone(),
+                        }),
+                    );
+                    Ok(response)
+                })
+            })
             .await
     }
 

@@ -16,6 +16,7 @@ use shared::auth::{Caller, scope};
 use shared::db::Tx;
 use shared::proto::contract::v1 as pb;
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+use shared::writer::Call;
 
 /// What every answer to an OPEN dispute starts with (accept, decline,
 /// withdraw): the dispute and its contract, for a caller with one of
@@ -41,6 +42,7 @@ impl ContractApi {
     ) -> Result<pb::AcceptDisputeResponse, Error> {
         let now = self.now();
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "AcceptDispute", &req);
         let id = v.check("dispute_id", validate::id(&req.dispute_id, "dsp"));
         optional_minutes(
             &mut v,
@@ -49,20 +51,10 @@ impl ContractApi {
             self.rules.segment_minutes,
         );
         let note = v.check("note", validate::text(&req.note, MAX_COMMENT_CHARS, false));
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
-        let fingerprint = pb::AcceptDisputeRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         let rules = self.rules.clone();
         self.mutations
-            .run(
-                caller.key(),
-                "AcceptDispute",
-                request_id,
-                &fingerprint,
-                move |unit| {
+            .run(call, move |unit| {
                     Box::pin(async move {
                         let (dispute, contract) =
                             load_answerable(unit.tx(), &id, &caller, &[Role::Freelancer, Role::Agency], now).await?;
@@ -136,78 +128,68 @@ impl ContractApi {
     ) -> Result<pb::DeclineDisputeResponse, Error> {
         let now = self.now();
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "DeclineDispute", &req);
         let id = v.check("dispute_id", validate::id(&req.dispute_id, "dsp"));
         let reason = v.check(
             "reason",
             validate::text(&req.reason, MAX_COMMENT_CHARS, true),
         );
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
-        let fingerprint = pb::DeclineDisputeRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         self.mutations
-            .run(
-                caller.key(),
-                "DeclineDispute",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        let (dispute, contract) = load_answerable(
-                            unit.tx(),
-                            &id,
-                            &caller,
-                            &[Role::Freelancer, Role::Agency],
-                            now,
-                        )
-                        .await?;
-                        if !store::escalate_dispute(
-                            unit.tx(),
-                            &id,
-                            EscalationCause::Declined,
-                            &reason,
-                            now,
-                        )
-                        .await?
-                        {
-                            return Err(lost_race(unit.tx(), &id, DisputeState::Open).await);
-                        }
-                        let view = reread(unit.tx(), &id).await?;
-                        emit(
-                            unit,
-                            &contract.id,
-                            now,
-                            "DisputeAnswered",
-                            pb::event::Payload::DisputeAnswered(pb::DisputeAnswered {
-                                dispute: Some(view.clone()),
-                                accepted: false,
-                            }),
-                        );
-                        emit(
-                            unit,
-                            &contract.id,
-                            now,
-                            "DisputeEscalated",
-                            pb::event::Payload::DisputeEscalated(pb::DisputeEscalated {
-                                dispute: Some(view.clone()),
-                            }),
-                        );
-                        let text = format!(
-                            "The freelancer declined your dispute of the week of {} on \"{}\"; \
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    let (dispute, contract) = load_answerable(
+                        unit.tx(),
+                        &id,
+                        &caller,
+                        &[Role::Freelancer, Role::Agency],
+                        now,
+                    )
+                    .await?;
+                    if !store::escalate_dispute(
+                        unit.tx(),
+                        &id,
+                        EscalationCause::Declined,
+                        &reason,
+                        now,
+                    )
+                    .await?
+                    {
+                        return Err(lost_race(unit.tx(), &id, DisputeState::Open).await);
+                    }
+                    let view = reread(unit.tx(), &id).await?;
+                    emit(
+                        unit,
+                        &contract.id,
+                        now,
+                        "DisputeAnswered",
+                        pb::event::Payload::DisputeAnswered(pb::DisputeAnswered {
+                            dispute: Some(view.clone()),
+                            accepted: false,
+                        }),
+                    );
+                    emit(
+                        unit,
+                        &contract.id,
+                        now,
+                        "DisputeEscalated",
+                        pb::event::Payload::DisputeEscalated(pb::DisputeEscalated {
+                            dispute: Some(view.clone()),
+                        }),
+                    );
+                    let text = format!(
+                        "The freelancer declined your dispute of the week of {} on \"{}\"; \
                              support will review it and decide.",
-                            day(dispute.week_start),
-                            contract.title,
-                        );
-                        notify(unit, &dispute, now, &[&contract.client_id], &text);
-                        tracing::info!(dispute_id = %id, "dispute declined and escalated");
-                        Ok(pb::DeclineDisputeResponse {
-                            dispute: Some(view),
-                        })
+                        day(dispute.week_start),
+                        contract.title,
+                    );
+                    notify(unit, &dispute, now, &[&contract.client_id], &text);
+                    tracing::info!(dispute_id = %id, "dispute declined and escalated");
+                    Ok(pb::DeclineDisputeResponse {
+                        dispute: Some(view),
                     })
-                },
-            )
+                })
+            })
             .await
     }
 
@@ -219,6 +201,7 @@ impl ContractApi {
         require_scope(&caller, scope::ADMIN)?;
         let now = self.now();
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "ResolveDispute", &req);
         let id = v.check("dispute_id", validate::id(&req.dispute_id, "dsp"));
         let (currency, amount_minor) = match req.refund_amount.as_ref() {
             None => {
@@ -239,87 +222,76 @@ impl ContractApi {
             }
         };
         let note = v.check("note", validate::text(&req.note, MAX_COMMENT_CHARS, true));
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
-        let fingerprint = pb::ResolveDisputeRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         self.mutations
-            .run(
-                caller.key(),
-                "ResolveDispute",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        let (dispute, contract) = load(unit.tx(), &id, &caller).await?;
-                        if currency != dispute.currency {
-                            return Err(Error::BadField {
-                                field: "refund_amount.currency_code",
-                                message: format!(
-                                    "must be {}, the contract's currency",
-                                    dispute.currency
-                                ),
-                            });
-                        }
-                        rules::check_escalated(&dispute)?;
-                        if amount_minor > dispute.disputed_amount_minor {
-                            return Err(Error::BadField {
-                                field: "refund_amount.amount_minor",
-                                message: format!(
-                                    "must be at most the disputed amount ({} minor units)",
-                                    dispute.disputed_amount_minor
-                                ),
-                            });
-                        }
-                        let resolution = Resolution {
-                            resolver: Resolver::Support,
-                            accepted_minutes: 0,
-                            refund_amount_minor: amount_minor,
-                            note: &note,
-                        };
-                        if !store::resolve_dispute(
-                            unit.tx(),
-                            &id,
-                            DisputeState::Escalated,
-                            &resolution,
-                            now,
-                        )
-                        .await?
-                        {
-                            return Err(lost_race(unit.tx(), &id, DisputeState::Escalated).await);
-                        }
-                        settle(unit, &dispute, amount_minor, now).await?;
-                        let view = reread(unit.tx(), &id).await?;
-                        emit(
-                            unit,
-                            &contract.id,
-                            now,
-                            "DisputeResolved",
-                            pb::event::Payload::DisputeResolved(pb::DisputeResolved {
-                                dispute: Some(view.clone()),
-                            }),
-                        );
-                        let text = format!(
-                            "Support decided the dispute of the week of {} on \"{}\": {}",
-                            day(dispute.week_start),
-                            contract.title,
-                            note,
-                        );
-                        notify(
-                            unit,
-                            &dispute,
-                            now,
-                            &[&contract.client_id, &contract.freelancer_id],
-                            &text,
-                        );
-                        Ok(pb::ResolveDisputeResponse {
-                            dispute: Some(view),
-                        })
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    let (dispute, contract) = load(unit.tx(), &id, &caller).await?;
+                    if currency != dispute.currency {
+                        return Err(Error::BadField {
+                            field: "refund_amount.currency_code",
+                            message: format!(
+                                "must be {}, the contract's currency",
+                                dispute.currency
+                            ),
+                        });
+                    }
+                    rules::check_escalated(&dispute)?;
+                    if amount_minor > dispute.disputed_amount_minor {
+                        return Err(Error::BadField {
+                            field: "refund_amount.amount_minor",
+                            message: format!(
+                                "must be at most the disputed amount ({} minor units)",
+                                dispute.disputed_amount_minor
+                            ),
+                        });
+                    }
+                    let resolution = Resolution {
+                        resolver: Resolver::Support,
+                        accepted_minutes: 0,
+                        refund_amount_minor: amount_minor,
+                        note: &note,
+                    };
+                    if !store::resolve_dispute(
+                        unit.tx(),
+                        &id,
+                        DisputeState::Escalated,
+                        &resolution,
+                        now,
+                    )
+                    .await?
+                    {
+                        return Err(lost_race(unit.tx(), &id, DisputeState::Escalated).await);
+                    }
+                    settle(unit, &dispute, amount_minor, now).await?;
+                    let view = reread(unit.tx(), &id).await?;
+                    emit(
+                        unit,
+                        &contract.id,
+                        now,
+                        "DisputeResolved",
+                        pb::event::Payload::DisputeResolved(pb::DisputeResolved {
+                            dispute: Some(view.clone()),
+                        }),
+                    );
+                    let text = format!(
+                        "Support decided the dispute of the week of {} on \"{}\": {}",
+                        day(dispute.week_start),
+                        contract.title,
+                        note,
+                    );
+                    notify(
+                        unit,
+                        &dispute,
+                        now,
+                        &[&contract.client_id, &contract.freelancer_id],
+                        &text,
+                    );
+                    Ok(pb::ResolveDisputeResponse {
+                        dispute: Some(view),
                     })
-                },
-            )
+                })
+            })
             .await
     }
 
@@ -330,24 +302,15 @@ impl ContractApi {
     ) -> Result<pb::WithdrawDisputeResponse, Error> {
         let now = self.now();
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "WithdrawDispute", &req);
         let id = v.check("dispute_id", validate::id(&req.dispute_id, "dsp"));
         let reason = v.check(
             "reason",
             validate::text(&req.reason, MAX_COMMENT_CHARS, false),
         );
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
-        let fingerprint = pb::WithdrawDisputeRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         self.mutations
-            .run(
-                caller.key(),
-                "WithdrawDispute",
-                request_id,
-                &fingerprint,
-                move |unit| {
+            .run(call, move |unit| {
                     Box::pin(async move {
                         let (dispute, contract) =
                             load_answerable(unit.tx(), &id, &caller, &[Role::Client], now).await?;

@@ -16,6 +16,7 @@ use shared::auth::Caller;
 use shared::ids;
 use shared::proto::contract::v1 as pb;
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+use shared::writer::Call;
 
 impl ContractApi {
     pub(crate) async fn dispute_hours(
@@ -25,6 +26,7 @@ impl ContractApi {
     ) -> Result<pb::DisputeHoursResponse, Error> {
         let now = self.now();
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "DisputeHours", &req);
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
         let week_time = v.check("week_time", validate::timestamp(req.week_time.as_ref()));
         let reason = v.check(
@@ -37,21 +39,11 @@ impl ContractApi {
             req.disputed_minutes,
             self.rules.segment_minutes,
         );
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
         let week = BillingWeek::containing(week_time);
-        let fingerprint = pb::DisputeHoursRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         let rules = self.rules.clone();
         self.mutations
-            .run(
-                caller.key(),
-                "DisputeHours",
-                request_id,
-                &fingerprint,
-                move |unit| {
+            .run(call, move |unit| {
                     Box::pin(async move {
                         let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
                         contract.authorize_roles(&caller, &[Role::Client])?;

@@ -6,7 +6,7 @@ pub mod store;
 
 use crate::common::{
     DEFAULT_PAGE_SIZE, MAX_NOTE_CHARS, MAX_PAGE_SIZE, find_contract, money, next_page_token,
-    page_after, parse_amount, require_scope, required_request_id,
+    page_after, parse_amount, require_request_id, require_scope,
 };
 use crate::domain::{BillingWeek, Role};
 use crate::error::Error;
@@ -18,6 +18,7 @@ use shared::ids;
 use shared::proto::contract::v1 as pb;
 use shared::time::to_proto;
 use shared::validate::{self, Violations};
+use shared::writer::Call;
 
 use crate::contracts::store::get_contract;
 
@@ -59,6 +60,7 @@ impl ContractApi {
     ) -> Result<pb::RecordPaymentResponse, Error> {
         require_scope(&caller, scope::PAYMENTS_WRITE)?;
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "RecordPayment", &req);
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
         let kind = match v.check("kind", validate::known_enum::<pb::PaymentKind>(req.kind)) {
             pb::PaymentKind::FixedPrice => PaymentKind::FixedPrice,
@@ -68,7 +70,7 @@ impl ContractApi {
         let (currency, amount_minor) = parse_amount(&mut v, "amount", req.amount.as_ref());
         let paid_at = v.check("paid_time", validate::timestamp(req.paid_time.as_ref()));
         let memo = v.check("memo", validate::text(&req.memo, MAX_NOTE_CHARS, false));
-        let request_id = required_request_id(&mut v, &req.request_id);
+        require_request_id(&mut v, &req.request_id);
         // An hourly invoice names the week it pays (a dispute's refund goes
         // against it); nothing else does.
         let billing_week = v
@@ -106,50 +108,40 @@ impl ContractApi {
             billing_week,
         };
         let now = self.now();
-        let fingerprint = pb::RecordPaymentRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         let rules = self.rules.clone();
         self.mutations
-            .run(
-                caller.key(),
-                "RecordPayment",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
-                        rules::check_payment(&contract, &payment, now, &rules)?;
-                        let saved = Payment {
-                            id: ids::new_id("pay"),
-                            contract_id: id.clone(),
-                            kind: payment.kind,
-                            currency: payment.currency,
-                            amount_minor: payment.amount_minor,
-                            refunded_minor: 0,
-                            paid_at: payment.paid_at,
-                            memo: payment.memo,
-                            create_time: now,
-                            billing_week: payment.billing_week,
-                        };
-                        store::insert_payment(unit.tx(), &saved).await?;
-                        let response = pb::RecordPaymentResponse {
-                            payment: Some(payment_pb(&saved)),
-                        };
-                        emit(
-                            unit,
-                            &id,
-                            now,
-                            "PaymentRecorded",
-                            pb::event::Payload::PaymentRecorded(pb::PaymentRecorded {
-                                payment: response.payment.clone(),
-                            }),
-                        );
-                        Ok(response)
-                    })
-                },
-            )
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
+                    rules::check_payment(&contract, &payment, now, &rules)?;
+                    let saved = Payment {
+                        id: ids::new_id("pay"),
+                        contract_id: id.clone(),
+                        kind: payment.kind,
+                        currency: payment.currency,
+                        amount_minor: payment.amount_minor,
+                        refunded_minor: 0,
+                        paid_at: payment.paid_at,
+                        memo: payment.memo,
+                        create_time: now,
+                        billing_week: payment.billing_week,
+                    };
+                    store::insert_payment(unit.tx(), &saved).await?;
+                    let response = pb::RecordPaymentResponse {
+                        payment: Some(payment_pb(&saved)),
+                    };
+                    emit(
+                        unit,
+                        &id,
+                        now,
+                        "PaymentRecorded",
+                        pb::event::Payload::PaymentRecorded(pb::PaymentRecorded {
+                            payment: response.payment.clone(),
+                        }),
+                    );
+                    Ok(response)
+                })
+            })
             .await
     }
 
@@ -185,85 +177,76 @@ impl ContractApi {
         req: pb::RefundPaymentRequest,
     ) -> Result<pb::RefundPaymentResponse, Error> {
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "RefundPayment", &req);
         let payment_id = v.check("payment_id", validate::id(&req.payment_id, "pay"));
         let (currency, amount_minor) = parse_amount(&mut v, "amount", req.amount.as_ref());
         let reason = v.check("reason", validate::text(&req.reason, MAX_NOTE_CHARS, false));
-        let request_id = required_request_id(&mut v, &req.request_id);
+        require_request_id(&mut v, &req.request_id);
         v.finish()?;
         let now = self.now();
-        let fingerprint = pb::RefundPaymentRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         let rules = self.rules.clone();
         self.mutations
-            .run(
-                caller.key(),
-                "RefundPayment",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        // A payment nobody may see reads like one that does not exist.
-                        let denied = || Error::NotAParty {
-                            contract_id: format!("of payment {payment_id}"),
-                        };
-                        let payment = store::get_payment(&mut **unit.tx(), &payment_id)
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    // A payment nobody may see reads like one that does not exist.
+                    let denied = || Error::NotAParty {
+                        contract_id: format!("of payment {payment_id}"),
+                    };
+                    let payment = store::get_payment(&mut **unit.tx(), &payment_id)
+                        .await?
+                        .ok_or_else(denied)?;
+                    let contract = get_contract(&mut **unit.tx(), &payment.contract_id)
+                        .await?
+                        .ok_or_else(denied)?;
+                    if contract.role_of(&caller).is_none() {
+                        return Err(denied());
+                    }
+                    contract.authorize_roles(&caller, &[Role::Freelancer, Role::Agency])?;
+                    rules::check_refund(&payment, &currency, amount_minor, now, &rules)?;
+                    if !store::take_refund(unit.tx(), &payment_id, amount_minor).await? {
+                        // A concurrent refund took part of it: report what is left now.
+                        let left = store::get_payment(&mut **unit.tx(), &payment_id)
                             .await?
-                            .ok_or_else(denied)?;
-                        let contract = get_contract(&mut **unit.tx(), &payment.contract_id)
-                            .await?
-                            .ok_or_else(denied)?;
-                        if contract.role_of(&caller).is_none() {
-                            return Err(denied());
-                        }
-                        contract.authorize_roles(&caller, &[Role::Freelancer, Role::Agency])?;
-                        rules::check_refund(&payment, &currency, amount_minor, now, &rules)?;
-                        if !store::take_refund(unit.tx(), &payment_id, amount_minor).await? {
-                            // A concurrent refund took part of it: report what is left now.
-                            let left = store::get_payment(&mut **unit.tx(), &payment_id)
-                                .await?
-                                .map(|p| p.amount_minor - p.refunded_minor)
-                                .unwrap_or(0);
-                            return Err(Error::RefundExceedsRemaining {
-                                remaining_minor: left,
-                            });
-                        }
-                        let refund = Refund {
-                            id: ids::new_id("ref"),
-                            payment_id: payment_id.clone(),
-                            contract_id: contract.id.clone(),
-                            currency,
-                            amount_minor,
-                            reason,
-                            create_time: now,
-                            dispute_id: None,
-                        };
-                        store::insert_refund(unit.tx(), &refund).await?;
-                        let updated = store::get_payment(&mut **unit.tx(), &payment_id)
-                            .await?
-                            .ok_or_else(|| {
-                                Error::Internal(format!(
-                                    "payment {payment_id} vanished while refunding"
-                                ))
-                            })?;
-                        let response = pb::RefundPaymentResponse {
-                            refund: Some(refund_pb(&refund)),
-                            payment: Some(payment_pb(&updated)),
-                        };
-                        emit(
-                            unit,
-                            &contract.id,
-                            now,
-                            "RefundIssued",
-                            pb::event::Payload::RefundIssued(pb::RefundIssued {
-                                refund: response.refund.clone(),
-                            }),
-                        );
-                        Ok(response)
-                    })
-                },
-            )
+                            .map(|p| p.amount_minor - p.refunded_minor)
+                            .unwrap_or(0);
+                        return Err(Error::RefundExceedsRemaining {
+                            remaining_minor: left,
+                        });
+                    }
+                    let refund = Refund {
+                        id: ids::new_id("ref"),
+                        payment_id: payment_id.clone(),
+                        contract_id: contract.id.clone(),
+                        currency,
+                        amount_minor,
+                        reason,
+                        create_time: now,
+                        dispute_id: None,
+                    };
+                    store::insert_refund(unit.tx(), &refund).await?;
+                    let updated = store::get_payment(&mut **unit.tx(), &payment_id)
+                        .await?
+                        .ok_or_else(|| {
+                            Error::Internal(format!(
+                                "payment {payment_id} vanished while refunding"
+                            ))
+                        })?;
+                    let response = pb::RefundPaymentResponse {
+                        refund: Some(refund_pb(&refund)),
+                        payment: Some(payment_pb(&updated)),
+                    };
+                    emit(
+                        unit,
+                        &contract.id,
+                        now,
+                        "RefundIssued",
+                        pb::event::Payload::RefundIssued(pb::RefundIssued {
+                            refund: response.refund.clone(),
+                        }),
+                    );
+                    Ok(response)
+                })
+            })
             .await
     }
 }

@@ -19,6 +19,7 @@ use shared::proto::feedback::v1 as pb;
 use shared::status::FieldViolation;
 use shared::time::to_proto;
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+use shared::writer::Call;
 
 pub(crate) fn reply_pb(r: &crate::store::Reply) -> pb::Reply {
     pb::Reply {
@@ -88,6 +89,7 @@ impl FeedbackApi {
         deadline: Option<StdDuration>,
     ) -> Result<pb::SubmitEndContractFeedbackResponse, Error> {
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "SubmitEndContractFeedback", &req);
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
         let comment = v.check(
             "comment",
@@ -168,7 +170,6 @@ impl FeedbackApi {
             }
             (None, _) => None,
         };
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
         let Some((direction_side, scores)) = scores else {
             return Err(Error::Internal("scores validated but missing".into()));
@@ -197,97 +198,87 @@ impl FeedbackApi {
         if now >= closes {
             return Err(Error::FeedbackWindowClosed { closed_at: closes });
         }
-        let fingerprint = pb::SubmitEndContractFeedbackRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         self.mutations
-            .run(
-                caller.key(),
-                "SubmitEndContractFeedback",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        // Under the contract's lock, so when both sides submit at once exactly one reveals.
-                        crate::store::lock_contract(unit.tx(), &id).await?;
-                        let client = side == Side::Client;
-                        let feedback = EndFeedback {
-                            id: ids::new_id("efb"),
-                            contract_id: id.clone(),
-                            direction: if client {
-                                CLIENT_TO_FREELANCER
-                            } else {
-                                FREELANCER_TO_CLIENT
-                            }
-                            .into(),
-                            author_id: if client {
-                                facts.client_id.clone()
-                            } else {
-                                facts.freelancer_id.clone()
-                            },
-                            recipient_id: if client {
-                                facts.freelancer_id.clone()
-                            } else {
-                                facts.client_id.clone()
-                            },
-                            client_id: facts.client_id.clone(),
-                            freelancer_id: facts.freelancer_id.clone(),
-                            scores,
-                            comment,
-                            reason_for_ending: private.map(|(r, _)| r),
-                            likelihood_to_recommend: private.map(|(_, l)| l),
-                            contract_end: end,
-                            window_close: closes,
-                            revealed_at: None,
-                            create_time: now,
-                        };
-                        store::insert_end_feedback(unit.tx(), &feedback).await?;
-                        emit(
-                            unit,
-                            &id,
-                            now,
-                            "EndContractFeedbackSubmitted",
-                            pb::event::Payload::EndContractFeedbackSubmitted(
-                                pb::EndContractFeedbackSubmitted {
-                                    feedback_id: feedback.id.clone(),
-                                    direction: if client {
-                                        pb::Direction::ClientToFreelancer
-                                    } else {
-                                        pb::Direction::FreelancerToClient
-                                    } as i32,
-                                },
-                            ),
-                        );
-                        let both = store::end_feedback_of_contract(&mut **unit.tx(), &id)
-                            .await?
-                            .len()
-                            == 2;
-                        let revealed = if both {
-                            let ids = store::reveal(unit.tx(), &id, now).await?;
-                            if !ids.is_empty() {
-                                emit(
-                                    unit,
-                                    &id,
-                                    now,
-                                    "FeedbackRevealed",
-                                    pb::event::Payload::FeedbackRevealed(pb::FeedbackRevealed {
-                                        feedback_ids: ids,
-                                    }),
-                                );
-                            }
-                            true
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    // Under the contract's lock, so when both sides submit at once exactly one reveals.
+                    crate::store::lock_contract(unit.tx(), &id).await?;
+                    let client = side == Side::Client;
+                    let feedback = EndFeedback {
+                        id: ids::new_id("efb"),
+                        contract_id: id.clone(),
+                        direction: if client {
+                            CLIENT_TO_FREELANCER
                         } else {
-                            false
-                        };
-                        let response = pb::SubmitEndContractFeedbackResponse {
-                            feedback: Some(end_pb(&feedback, true, None)),
-                            revealed,
-                        };
-                        Ok::<_, Error>(response)
-                    })
-                },
-            )
+                            FREELANCER_TO_CLIENT
+                        }
+                        .into(),
+                        author_id: if client {
+                            facts.client_id.clone()
+                        } else {
+                            facts.freelancer_id.clone()
+                        },
+                        recipient_id: if client {
+                            facts.freelancer_id.clone()
+                        } else {
+                            facts.client_id.clone()
+                        },
+                        client_id: facts.client_id.clone(),
+                        freelancer_id: facts.freelancer_id.clone(),
+                        scores,
+                        comment,
+                        reason_for_ending: private.map(|(r, _)| r),
+                        likelihood_to_recommend: private.map(|(_, l)| l),
+                        contract_end: end,
+                        window_close: closes,
+                        revealed_at: None,
+                        create_time: now,
+                    };
+                    store::insert_end_feedback(unit.tx(), &feedback).await?;
+                    emit(
+                        unit,
+                        &id,
+                        now,
+                        "EndContractFeedbackSubmitted",
+                        pb::event::Payload::EndContractFeedbackSubmitted(
+                            pb::EndContractFeedbackSubmitted {
+                                feedback_id: feedback.id.clone(),
+                                direction: if client {
+                                    pb::Direction::ClientToFreelancer
+                                } else {
+                                    pb::Direction::FreelancerToClient
+                                } as i32,
+                            },
+                        ),
+                    );
+                    let both = store::end_feedback_of_contract(&mut **unit.tx(), &id)
+                        .await?
+                        .len()
+                        == 2;
+                    let revealed = if both {
+                        let ids = store::reveal(unit.tx(), &id, now).await?;
+                        if !ids.is_empty() {
+                            emit(
+                                unit,
+                                &id,
+                                now,
+                                "FeedbackRevealed",
+                                pb::event::Payload::FeedbackRevealed(pb::FeedbackRevealed {
+                                    feedback_ids: ids,
+                                }),
+                            );
+                        }
+                        true
+                    } else {
+                        false
+                    };
+                    let response = pb::SubmitEndContractFeedbackResponse {
+                        feedback: Some(end_pb(&feedback, true, None)),
+                        revealed,
+                    };
+                    Ok::<_, Error>(response)
+                })
+            })
             .await
     }
 
@@ -349,85 +340,73 @@ impl FeedbackApi {
         req: pb::ReplyToFeedbackRequest,
     ) -> Result<pb::ReplyToFeedbackResponse, Error> {
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "ReplyToFeedback", &req);
         if shared::ids::is_id("mfb", &req.feedback_id) {
             return Err(Error::MidContractNotReplyable);
         }
         let feedback_id = v.check("feedback_id", validate::id(&req.feedback_id, "efb"));
         let text = v.check("text", validate::text(&req.text, MAX_COMMENT_CHARS, true));
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
         let user = caller
             .user_id()
             .ok_or(Error::WrongSide("recipient"))?
             .to_owned();
         let now = self.now();
-        let fingerprint = pb::ReplyToFeedbackRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         let rules = self.rules.clone();
         self.mutations
-            .run(
-                caller.key(),
-                "ReplyToFeedback",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        let not_yours = || Error::NotAParty {
-                            contract_id: format!("of feedback {feedback_id}"),
-                        };
-                        let feedback = store::get_end_feedback(&mut **unit.tx(), &feedback_id)
-                            .await?
-                            .ok_or_else(not_yours)?;
-                        if feedback.author_id == user {
-                            return Err(Error::WrongSide("recipient"));
-                        }
-                        if feedback.recipient_id != user {
-                            return Err(not_yours());
-                        }
-                        let both = store::end_feedback_of_contract(
-                            &mut **unit.tx(),
-                            &feedback.contract_id,
-                        )
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    let not_yours = || Error::NotAParty {
+                        contract_id: format!("of feedback {feedback_id}"),
+                    };
+                    let feedback = store::get_end_feedback(&mut **unit.tx(), &feedback_id)
                         .await?
-                        .len()
+                        .ok_or_else(not_yours)?;
+                    if feedback.author_id == user {
+                        return Err(Error::WrongSide("recipient"));
+                    }
+                    if feedback.recipient_id != user {
+                        return Err(not_yours());
+                    }
+                    let both =
+                        store::end_feedback_of_contract(&mut **unit.tx(), &feedback.contract_id)
+                            .await?
+                            .len()
                             == 2;
-                        if feedback.revealed_at.is_none()
-                            && !domain::is_revealed(both, feedback.contract_end, &rules, now)
-                        {
-                            return Err(Error::FeedbackNotRevealed);
-                        }
-                        let closes = feedback.contract_end + rules.reply_window;
-                        if now >= closes {
-                            return Err(Error::ReplyWindowClosed { closed_at: closes });
-                        }
-                        let reply = crate::store::Reply {
-                            id: ids::new_id("rpl"),
-                            feedback_id: feedback.id.clone(),
-                            author_id: user,
-                            text,
-                            // A freelancer's reply is public; a client's is for the freelancer only.
-                            public: feedback.direction == CLIENT_TO_FREELANCER,
-                            create_time: now,
-                        };
-                        store::insert_reply(unit.tx(), &reply).await?;
-                        let response = pb::ReplyToFeedbackResponse {
-                            reply: Some(reply_pb(&reply)),
-                        };
-                        emit(
-                            unit,
-                            &feedback.contract_id,
-                            now,
-                            "ReplyPosted",
-                            pb::event::Payload::ReplyPosted(pb::ReplyPosted {
-                                reply: response.reply.clone(),
-                            }),
-                        );
-                        Ok::<_, Error>(response)
-                    })
-                },
-            )
+                    if feedback.revealed_at.is_none()
+                        && !domain::is_revealed(both, feedback.contract_end, &rules, now)
+                    {
+                        return Err(Error::FeedbackNotRevealed);
+                    }
+                    let closes = feedback.contract_end + rules.reply_window;
+                    if now >= closes {
+                        return Err(Error::ReplyWindowClosed { closed_at: closes });
+                    }
+                    let reply = crate::store::Reply {
+                        id: ids::new_id("rpl"),
+                        feedback_id: feedback.id.clone(),
+                        author_id: user,
+                        text,
+                        // A freelancer's reply is public; a client's is for the freelancer only.
+                        public: feedback.direction == CLIENT_TO_FREELANCER,
+                        create_time: now,
+                    };
+                    store::insert_reply(unit.tx(), &reply).await?;
+                    let response = pb::ReplyToFeedbackResponse {
+                        reply: Some(reply_pb(&reply)),
+                    };
+                    emit(
+                        unit,
+                        &feedback.contract_id,
+                        now,
+                        "ReplyPosted",
+                        pb::event::Payload::ReplyPosted(pb::ReplyPosted {
+                            reply: response.reply.clone(),
+                        }),
+                    );
+                    Ok::<_, Error>(response)
+                })
+            })
             .await
     }
 }

@@ -21,6 +21,7 @@ use shared::proto::contract::v1::Money;
 use shared::proto::feedback::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
+use shared::writer::Call;
 
 const MAX_BATCH: usize = 100;
 
@@ -174,6 +175,7 @@ impl FeedbackApi {
         deadline: Option<StdDuration>,
     ) -> Result<pb::SubmitMidContractFeedbackResponse, Error> {
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "SubmitMidContractFeedback", &req);
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
         let rating = score(&mut v, "rating", req.rating);
         let comment = v.check(
@@ -194,7 +196,6 @@ impl FeedbackApi {
             }
             (currency, amount)
         });
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
         let (facts, side) = self.contract_for(&caller, &id, deadline).await?;
         if side != Some(Side::Client) {
@@ -212,69 +213,55 @@ impl FeedbackApi {
             }
         }
         let now = self.now();
-        let fingerprint = pb::SubmitMidContractFeedbackRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         let has_bonus = bonus.is_some();
         let rules = self.rules.clone();
         let response = self
             .mutations
-            .run(
-                caller.key(),
-                "SubmitMidContractFeedback",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        // Under the contract's lock, so two concurrent submits cannot both see "eligible".
-                        crate::store::lock_contract(unit.tx(), &id).await?;
-                        require_eligible(unit, &facts, cohort, &rules, now).await?;
-                        let feedback_id = ids::new_id("mfb");
-                        let fulfilled = crate::requests::fulfil_pending_request(
-                            unit.tx(),
-                            &id,
-                            &feedback_id,
-                            now,
-                        )
-                        .await?;
-                        let feedback = MidFeedback {
-                            id: feedback_id,
-                            contract_id: id.clone(),
-                            client_id: facts.client_id.clone(),
-                            freelancer_id: facts.freelancer_id.clone(),
-                            rating,
-                            comment,
-                            cohort: cohort.as_str().into(),
-                            bonus_state: if bonus.is_some() {
-                                BonusState::Pending
-                            } else {
-                                BonusState::None
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    // Under the contract's lock, so two concurrent submits cannot both see "eligible".
+                    crate::store::lock_contract(unit.tx(), &id).await?;
+                    require_eligible(unit, &facts, cohort, &rules, now).await?;
+                    let feedback_id = ids::new_id("mfb");
+                    let fulfilled =
+                        crate::requests::fulfil_pending_request(unit.tx(), &id, &feedback_id, now)
+                            .await?;
+                    let feedback = MidFeedback {
+                        id: feedback_id,
+                        contract_id: id.clone(),
+                        client_id: facts.client_id.clone(),
+                        freelancer_id: facts.freelancer_id.clone(),
+                        rating,
+                        comment,
+                        cohort: cohort.as_str().into(),
+                        bonus_state: if bonus.is_some() {
+                            BonusState::Pending
+                        } else {
+                            BonusState::None
+                        },
+                        bonus,
+                        bonus_payment_id: None,
+                        fulfilled_request_id: fulfilled,
+                        create_time: now,
+                    };
+                    store::insert_mid_feedback(unit.tx(), &feedback).await?;
+                    let response = pb::SubmitMidContractFeedbackResponse {
+                        feedback: Some(mid_pb(&feedback)),
+                    };
+                    emit(
+                        unit,
+                        &id,
+                        now,
+                        "MidContractFeedbackGiven",
+                        pb::event::Payload::MidContractFeedbackGiven(
+                            pb::MidContractFeedbackGiven {
+                                feedback: response.feedback.clone(),
                             },
-                            bonus,
-                            bonus_payment_id: None,
-                            fulfilled_request_id: fulfilled,
-                            create_time: now,
-                        };
-                        store::insert_mid_feedback(unit.tx(), &feedback).await?;
-                        let response = pb::SubmitMidContractFeedbackResponse {
-                            feedback: Some(mid_pb(&feedback)),
-                        };
-                        emit(
-                            unit,
-                            &id,
-                            now,
-                            "MidContractFeedbackGiven",
-                            pb::event::Payload::MidContractFeedbackGiven(
-                                pb::MidContractFeedbackGiven {
-                                    feedback: response.feedback.clone(),
-                                },
-                            ),
-                        );
-                        Ok::<_, Error>(response)
-                    })
-                },
-            )
+                        ),
+                    );
+                    Ok::<_, Error>(response)
+                })
+            })
             .await?;
         if has_bonus {
             self.bonus_wake.notify_one();

@@ -20,6 +20,7 @@ use shared::ids;
 use shared::proto::feedback::v1 as pb;
 use shared::time::to_proto;
 use shared::validate::{self, Violations};
+use shared::writer::Call;
 
 const MAX_NOTE_CHARS: usize = 1_000;
 
@@ -105,6 +106,7 @@ pub async fn hide(
 ) -> Result<pb::HideFeedbackResponse, Error> {
     require_support(&caller)?;
     let mut v = Violations::new();
+    let call = Call::of(&mut v, &caller, "HideFeedback", &req);
     let kind = v.check("item_id", kind_of(&req.item_id));
     let reason = req.reason();
     if reason == pb::ModerationReason::Unspecified {
@@ -118,12 +120,7 @@ pub async fn hide(
             reason == pb::ModerationReason::Other,
         ),
     );
-    let request_id = v.check("request_id", validate::request_id(&req.request_id));
     v.finish()?;
-    let fingerprint = pb::HideFeedbackRequest {
-        request_id: String::new(),
-        ..req.clone()
-    };
     let change = Change {
         hide: true,
         kind,
@@ -131,15 +128,7 @@ pub async fn hide(
         reason: Some(reason),
         note,
     };
-    let action = act(
-        api,
-        &caller,
-        "HideFeedback",
-        request_id,
-        &fingerprint,
-        change,
-    )
-    .await?;
+    let action = act(api, call, &caller, change).await?;
     Ok(pb::HideFeedbackResponse {
         action: Some(action),
     })
@@ -152,14 +141,10 @@ pub async fn restore(
 ) -> Result<pb::RestoreFeedbackResponse, Error> {
     require_support(&caller)?;
     let mut v = Violations::new();
+    let call = Call::of(&mut v, &caller, "RestoreFeedback", &req);
     let kind = v.check("item_id", kind_of(&req.item_id));
     let note = v.check("note", validate::text(&req.note, MAX_NOTE_CHARS, false));
-    let request_id = v.check("request_id", validate::request_id(&req.request_id));
     v.finish()?;
-    let fingerprint = pb::RestoreFeedbackRequest {
-        request_id: String::new(),
-        ..req.clone()
-    };
     let change = Change {
         hide: false,
         kind,
@@ -167,15 +152,7 @@ pub async fn restore(
         reason: None,
         note,
     };
-    let action = act(
-        api,
-        &caller,
-        "RestoreFeedback",
-        request_id,
-        &fingerprint,
-        change,
-    )
-    .await?;
+    let action = act(api, call, &caller, change).await?;
     Ok(pb::RestoreFeedbackResponse {
         action: Some(action),
     })
@@ -194,16 +171,14 @@ struct Change {
 /// state only), the audit entry, the author's notification and the event.
 async fn act(
     api: &FeedbackApi,
+    call: Call,
     caller: &Caller,
-    method: &'static str,
-    request_id: Option<String>,
-    fingerprint: &impl prost::Message,
     change: Change,
 ) -> Result<pb::ModerationAction, Error> {
     let now = api.now();
     let actor = caller.subject().to_owned();
     api.mutations()
-        .run(caller.key(), method, request_id, fingerprint, move |unit| {
+        .run(call, move |unit| {
             Box::pin(async move {
                 let Change {
                     hide,

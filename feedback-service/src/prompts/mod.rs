@@ -29,46 +29,39 @@ pub async fn apply(api: &FeedbackApi, event: cpb::Event) -> Result<bool, Error> 
     };
     let (sequence, event_id) = (event.sequence, event.event_id);
     api.mutations()
-        .run(
-            String::new(),
-            "ApplyContractEvent",
-            None,
-            &(),
-            move |unit| {
-                Box::pin(async move {
-                    if !store::advance_cursor(unit.tx(), sequence, &event_id, now).await? {
-                        return Ok::<_, Error>(false);
-                    }
-                    let Some(contract) = ended else {
-                        return Ok(true);
+        .background(move |unit| {
+            Box::pin(async move {
+                if !store::advance_cursor(unit.tx(), sequence, &event_id, now).await? {
+                    return Ok::<_, Error>(false);
+                }
+                let Some(contract) = ended else {
+                    return Ok(true);
+                };
+                let Some(end) = contract.end_time.and_then(|t| shared::time::from_proto(&t)) else {
+                    return Ok(true);
+                };
+                let close = end + rules.end_window;
+                for (direction, recipient) in [
+                    (CLIENT_TO_FREELANCER, &contract.client_id),
+                    (FREELANCER_TO_CLIENT, &contract.freelancer_id),
+                ] {
+                    let prompt = store::Prompt {
+                        contract_id: contract.id.clone(),
+                        direction: direction.to_owned(),
+                        recipient_id: recipient.clone(),
+                        title: contract.title.clone(),
+                        window_close_time: close,
+                        remind_time: close - rules.reminder_before,
                     };
-                    let Some(end) = contract.end_time.and_then(|t| shared::time::from_proto(&t))
-                    else {
-                        return Ok(true);
-                    };
-                    let close = end + rules.end_window;
-                    for (direction, recipient) in [
-                        (CLIENT_TO_FREELANCER, &contract.client_id),
-                        (FREELANCER_TO_CLIENT, &contract.freelancer_id),
-                    ] {
-                        let prompt = store::Prompt {
-                            contract_id: contract.id.clone(),
-                            direction: direction.to_owned(),
-                            recipient_id: recipient.clone(),
-                            title: contract.title.clone(),
-                            window_close_time: close,
-                            remind_time: close - rules.reminder_before,
-                        };
-                        if store::insert_prompt(unit.tx(), &prompt, &event_id, now).await?
-                            && now < close
-                        {
-                            notify(unit, &prompt, pb::NotificationKind::EndFeedbackPrompt, now);
-                        }
+                    if store::insert_prompt(unit.tx(), &prompt, &event_id, now).await?
+                        && now < close
+                    {
+                        notify(unit, &prompt, pb::NotificationKind::EndFeedbackPrompt, now);
                     }
-                    Ok(true)
-                })
-            },
-        )
+                }
+                Ok(true)
+            })
+        })
         .await
 }
 
@@ -80,7 +73,7 @@ pub async fn send_due_reminders(api: &FeedbackApi) -> Result<usize, Error> {
     let count = due.len();
     for prompt in due {
         api.mutations()
-            .run(String::new(), "RemindEndFeedback", None, &(), move |unit| {
+            .background(move |unit| {
                 Box::pin(async move {
                     // Serialises with a submit of the same contract's feedback.
                     crate::store::lock_contract(unit.tx(), &prompt.contract_id).await?;
@@ -202,18 +195,12 @@ pub async fn update_preferences(
     let on = req.end_feedback_reminders;
     let stored_user = user.clone();
     api.mutations()
-        .run(
-            String::new(),
-            "UpdateNotificationPreferences",
-            None,
-            &(),
-            move |unit| {
-                Box::pin(async move {
-                    store::set_preferences(unit.tx(), &stored_user, on, now).await?;
-                    Ok::<_, Error>(())
-                })
-            },
-        )
+        .background(move |unit| {
+            Box::pin(async move {
+                store::set_preferences(unit.tx(), &stored_user, on, now).await?;
+                Ok::<_, Error>(())
+            })
+        })
         .await?;
     Ok(pb::UpdateNotificationPreferencesResponse {
         preferences: Some(preferences_pb(user, Some((on, now)))),

@@ -18,6 +18,7 @@ use shared::ids;
 use shared::proto::feedback::v1 as pb;
 use shared::time::to_proto;
 use shared::validate::{self, Violations};
+use shared::writer::Call;
 use shared::writer::Unit;
 
 /// What the client is told when the freelancer asks for feedback, with the
@@ -81,74 +82,63 @@ impl FeedbackApi {
         deadline: Option<StdDuration>,
     ) -> Result<pb::RequestMidContractFeedbackResponse, Error> {
         let mut v = Violations::new();
+        let call = Call::of(&mut v, &caller, "RequestMidContractFeedback", &req);
         let id = v.check("contract_id", validate::id(&req.contract_id, "ctr"));
-        let request_id = v.check("request_id", validate::request_id(&req.request_id));
         v.finish()?;
         let (facts, side) = self.contract_for(&caller, &id, deadline).await?;
         if side != Some(Side::Freelancer) {
             return Err(Error::WrongSide("freelancer"));
         }
         let now = self.now();
-        let fingerprint = pb::RequestMidContractFeedbackRequest {
-            request_id: String::new(),
-            ..req.clone()
-        };
         let cohort = self.cohorts.cohort_of(&facts.client_id);
         let rules = self.rules.clone();
         self.mutations
-            .run(
-                caller.key(),
-                "RequestMidContractFeedback",
-                request_id,
-                &fingerprint,
-                move |unit| {
-                    Box::pin(async move {
-                        crate::store::lock_contract(unit.tx(), &id).await?;
-                        let expired =
-                            store::expire_requests(unit.tx(), Some(&id), now, 100).await?;
-                        emit_expired(unit, &expired, now);
-                        require_eligible(unit, &facts, cohort, &rules, now).await?;
-                        let request = crate::store::FeedbackRequest {
-                            id: ids::new_id("frq"),
-                            contract_id: id.clone(),
-                            freelancer_id: facts.freelancer_id.clone(),
-                            client_id: facts.client_id.clone(),
-                            state: "PENDING".into(),
-                            create_time: now,
-                            expire_time: now + rules.request_ttl,
-                            feedback_id: None,
-                        };
-                        store::insert_request(unit.tx(), &request).await?;
-                        let view = request_pb(&request, now);
-                        emit(
-                            unit,
-                            &id,
-                            now,
-                            "FeedbackRequested",
-                            pb::event::Payload::FeedbackRequested(pb::FeedbackRequested {
-                                feedback_request: Some(view.clone()),
-                            }),
-                        );
-                        // The client hears about it twice: by email and in Messages.
-                        notify(
-                            unit,
-                            &id,
-                            now,
-                            pb::NotificationRequested {
-                                recipient_id: facts.client_id.clone(),
-                                feedback_request_id: request.id.clone(),
-                                text: request_notification_text(request.expire_time),
-                                kind: pb::NotificationKind::FeedbackRequest as i32,
-                                ..Default::default()
-                            },
-                        );
-                        let response = pb::RequestMidContractFeedbackResponse {
-                            feedback_request: Some(view),
-                        };
-                        Ok::<_, Error>(response)
-                    })
-                },
-            )
+            .run(call, move |unit| {
+                Box::pin(async move {
+                    crate::store::lock_contract(unit.tx(), &id).await?;
+                    let expired = store::expire_requests(unit.tx(), Some(&id), now, 100).await?;
+                    emit_expired(unit, &expired, now);
+                    require_eligible(unit, &facts, cohort, &rules, now).await?;
+                    let request = crate::store::FeedbackRequest {
+                        id: ids::new_id("frq"),
+                        contract_id: id.clone(),
+                        freelancer_id: facts.freelancer_id.clone(),
+                        client_id: facts.client_id.clone(),
+                        state: "PENDING".into(),
+                        create_time: now,
+                        expire_time: now + rules.request_ttl,
+                        feedback_id: None,
+                    };
+                    store::insert_request(unit.tx(), &request).await?;
+                    let view = request_pb(&request, now);
+                    emit(
+                        unit,
+                        &id,
+                        now,
+                        "FeedbackRequested",
+                        pb::event::Payload::FeedbackRequested(pb::FeedbackRequested {
+                            feedback_request: Some(view.clone()),
+                        }),
+                    );
+                    // The client hears about it twice: by email and in Messages.
+                    notify(
+                        unit,
+                        &id,
+                        now,
+                        pb::NotificationRequested {
+                            recipient_id: facts.client_id.clone(),
+                            feedback_request_id: request.id.clone(),
+                            text: request_notification_text(request.expire_time),
+                            kind: pb::NotificationKind::FeedbackRequest as i32,
+                            ..Default::default()
+                        },
+                    );
+                    let response = pb::RequestMidContractFeedbackResponse {
+                        feedback_request: Some(view),
+                    };
+                    Ok::<_, Error>(response)
+                })
+            })
             .await
     }
 

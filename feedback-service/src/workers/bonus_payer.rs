@@ -37,7 +37,7 @@ pub async fn pay_pending_bonuses(api: &FeedbackApi) -> Result<usize, Error> {
                     (feedback.id.clone(), feedback.contract_id.clone());
                 let paid_id = payment_id.clone();
                 api.mutations
-                    .run(String::new(), "MarkBonusPaid", None, &(), move |unit| {
+                    .background(move |unit| {
                         Box::pin(async move {
                             if store::mark_bonus_paid(unit.tx(), &feedback_id, &paid_id).await? {
                                 let paid = pb::BonusPaid {

@@ -17,7 +17,7 @@ pub async fn sweep(api: &FeedbackApi) -> Result<(), Error> {
     crate::prompts::send_due_reminders(api).await?;
     let now = api.now();
     api.mutations
-        .run(String::new(), "ExpireRequests", None, &(), move |unit| {
+        .background(move |unit| {
             Box::pin(async move {
                 let expired = expire_requests(unit.tx(), None, now, 500).await?;
                 emit_expired(unit, &expired, now);
@@ -27,7 +27,7 @@ pub async fn sweep(api: &FeedbackApi) -> Result<(), Error> {
         .await?;
     for contract_id in closed_unrevealed_contracts(api.db.reader(), now, 500).await? {
         api.mutations
-            .run(String::new(), "RevealFeedback", None, &(), move |unit| {
+            .background(move |unit| {
                 Box::pin(async move {
                     store::lock_contract(unit.tx(), &contract_id).await?;
                     let ids = reveal(unit.tx(), &contract_id, now).await?;

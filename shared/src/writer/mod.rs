@@ -21,10 +21,96 @@ use futures::future::BoxFuture;
 use prost::Message;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::auth::Caller;
 use crate::clock::SharedClock;
 use crate::db::{Backend, Db, Tx};
 use crate::idempotency::{self, IdempotencyError, IdempotencyKey, KeyId, Stored};
 use crate::outbox::{self, Relay};
+use crate::proto::{contract::v1 as contract, feedback::v1 as feedback};
+use crate::validate::{self, Violations};
+
+/// What names a mutation for idempotency: who calls, which RPC, the
+/// client's `request_id` and a fingerprint of the rest of the request. A
+/// call without a `request_id` is never replayed.
+#[derive(Debug)]
+pub struct Call {
+    key: Option<IdempotencyKey>,
+}
+
+impl Call {
+    /// `caller`'s `method` call; `fingerprint_of` is the request with its
+    /// `request_id` cleared.
+    pub fn new(
+        caller: String,
+        method: &'static str,
+        request_id: Option<String>,
+        fingerprint_of: &impl Message,
+    ) -> Self {
+        Self {
+            key: request_id.map(|id| IdempotencyKey::new(caller, method, id, fingerprint_of)),
+        }
+    }
+
+    /// `caller`'s `method` call with `request`: its `request_id` is checked
+    /// into `v` (a malformed one is a violation; an empty one means none).
+    pub fn of(
+        v: &mut Violations,
+        caller: &Caller,
+        method: &'static str,
+        request: &impl Idempotent,
+    ) -> Self {
+        let request_id = v.check("request_id", validate::request_id(request.request_id()));
+        Self::new(
+            caller.key(),
+            method,
+            request_id,
+            &request.without_request_id(),
+        )
+    }
+}
+
+/// A mutating request with a client-chosen `request_id`: idempotency
+/// compares a retry with the first call by the rest of the request.
+pub trait Idempotent: Message + Sized {
+    /// The client's id for the request ("" when none was given).
+    fn request_id(&self) -> &str;
+    /// The request with its `request_id` cleared.
+    fn without_request_id(&self) -> Self;
+}
+
+/// Implements [`Idempotent`] for request messages with a `request_id` field.
+macro_rules! idempotent {
+    ($($request:path),* $(,)?) => {
+        $(impl Idempotent for $request {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn without_request_id(&self) -> Self {
+                Self { request_id: String::new(), ..self.clone() }
+            }
+        })*
+    };
+}
+
+idempotent!(
+    contract::CreateContractRequest,
+    contract::EndContractRequest,
+    contract::LogTimeRequest,
+    contract::DeleteTimeEntryRequest,
+    contract::RecordPaymentRequest,
+    contract::RefundPaymentRequest,
+    contract::DisputeHoursRequest,
+    contract::AcceptDisputeRequest,
+    contract::DeclineDisputeRequest,
+    contract::ResolveDisputeRequest,
+    contract::WithdrawDisputeRequest,
+    feedback::SubmitMidContractFeedbackRequest,
+    feedback::RequestMidContractFeedbackRequest,
+    feedback::SubmitEndContractFeedbackRequest,
+    feedback::ReplyToFeedbackRequest,
+    feedback::HideFeedbackRequest,
+    feedback::RestoreFeedbackRequest,
+);
 
 /// How mutations are grouped into transactions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,27 +322,17 @@ impl Mutations {
         Self { queue }
     }
 
-    /// Runs `work` for `method` in a write transaction and answers once it
-    /// committed, or replays the first response of a retry. `fingerprint_of`
-    /// is the request with its `request_id` cleared; `caller` is the
-    /// caller's key ([`crate::auth::Caller::key`]).
-    pub async fn run<R, E, F>(
-        &self,
-        caller: String,
-        method: &'static str,
-        request_id: Option<String>,
-        fingerprint_of: &impl Message,
-        work: F,
-    ) -> Result<R, E>
+    /// Runs `work` in a write transaction and answers once it committed,
+    /// or replays the first response of a retry of the same `call`.
+    pub async fn run<R, E, F>(&self, call: Call, work: F) -> Result<R, E>
     where
         R: Message + Default + Send + 'static,
         E: From<IdempotencyError> + Send + 'static,
         F: for<'u> FnOnce(&'u mut Unit) -> BoxFuture<'u, Result<R, E>> + Send + 'static,
     {
-        let key = request_id.map(|id| IdempotencyKey::new(caller, method, id, fingerprint_of));
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Typed {
-            key,
+            key: call.key,
             work: Box::new(work),
             reply,
         });
@@ -265,6 +341,17 @@ impl Mutations {
             return Err(abandoned());
         }
         answer.await.unwrap_or_else(|_| Err(abandoned()))
+    }
+
+    /// [`Mutations::run`] for a background job's step: no caller and no
+    /// idempotency key (the step's own conditional writes make a rerun safe).
+    pub async fn background<R, E, F>(&self, work: F) -> Result<R, E>
+    where
+        R: Message + Default + Send + 'static,
+        E: From<IdempotencyError> + Send + 'static,
+        F: for<'u> FnOnce(&'u mut Unit) -> BoxFuture<'u, Result<R, E>> + Send + 'static,
+    {
+        self.run(Call { key: None }, work).await
     }
 }
 

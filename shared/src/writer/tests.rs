@@ -63,10 +63,7 @@ fn insert(
     async move {
         mutations
             .run(
-                "tester".into(),
-                "Insert",
-                request_id,
-                &id.clone(),
+                Call::new("tester".into(), "Insert", request_id, &id.clone()),
                 move |unit| {
                     Box::pin(async move {
                         tokio::time::sleep(hold).await;
@@ -205,7 +202,7 @@ async fn a_panicking_mutation_fails_alone() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let m = mutations.clone();
     let panics = tokio::spawn(async move {
-        m.run("tester".into(), "Panic", None, &(), |unit| {
+        m.run(Call::new("tester".into(), "Panic", None, &()), |unit| {
             Box::pin(async move {
                 sqlx::query("INSERT INTO items (id, n) VALUES ('panic', 0)")
                     .execute(&mut **unit.tx())
