@@ -5,6 +5,10 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use e2e::scenario::{
+    client_review, early_contract, end_by, end_feedback_view, ended_contract, freelancer_review,
+    mid_feedback, paid_contract, pay_invoice,
+};
 use e2e::{
     EARLY_CLIENT, FeedbackApp, Stack, TestApp, TestBackend, as_service, as_user, backend_tests, ts,
     usd,
@@ -17,6 +21,14 @@ use tonic::Code;
 
 fn reasons(e: &fpb::MidContractEligibility) -> Vec<&str> {
     e.unmet_rules.iter().map(|r| r.reason.as_str()).collect()
+}
+
+/// `user`'s mid-contract eligibility on `c` (the call must succeed).
+async fn eligibility_of(s: &Stack, user: &str, c: &pb::Contract) -> fpb::MidContractEligibility {
+    s.feedback
+        .eligibility(user, &c.id)
+        .await
+        .expect("check eligibility")
 }
 
 fn assert_failed(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, why: &str) {
@@ -38,11 +50,7 @@ async fn mid_contract_eligibility_holds_at_30_days_with_a_payment_in_the_last_30
             None,
         )
         .await;
-    let e = s
-        .feedback
-        .eligibility("client-1", &c.id)
-        .await
-        .expect("check");
+    let e = eligibility_of(&s, "client-1", &c).await;
     assert!(!e.eligible);
     assert_eq!(reasons(&e), ["CONTRACT_TOO_NEW", "NO_RECENT_PAYMENT"]);
     assert_eq!(
@@ -52,47 +60,25 @@ async fn mid_contract_eligibility_holds_at_30_days_with_a_payment_in_the_last_30
     assert_eq!(e.cohort, fpb::Cohort::Baseline as i32);
     assert!(!e.bonus_allowed);
 
-    s.contracts
-        .pay(&c.id, pb::PaymentKind::HourlyInvoice, 5_000, now, "inv-1")
-        .await
-        .expect("pay");
+    pay_invoice(&s, &c, 5_000, now, "inv-1").await;
     s.contracts
         .set_time(now + Duration::hours(1) - Duration::seconds(1));
     assert_eq!(
-        reasons(
-            &s.feedback
-                .eligibility("client-1", &c.id)
-                .await
-                .expect("check")
-        ),
+        reasons(&eligibility_of(&s, "client-1", &c).await),
         ["CONTRACT_TOO_NEW"]
     );
     s.contracts.set_time(now + Duration::hours(1));
     assert!(
-        s.feedback
-            .eligibility("client-1", &c.id)
-            .await
-            .expect("check")
-            .eligible,
+        eligibility_of(&s, "client-1", &c).await.eligible,
         "30 days old"
     );
 
     // The payment was at `now`: eligible 30 days later, not one second after.
     s.contracts.set_time(now + Duration::days(30));
-    assert!(
-        s.feedback
-            .eligibility("client-1", &c.id)
-            .await
-            .expect("check")
-            .eligible
-    );
+    assert!(eligibility_of(&s, "client-1", &c).await.eligible);
     s.contracts
         .set_time(now + Duration::days(30) + Duration::seconds(1));
-    let stale = s
-        .feedback
-        .eligibility("client-1", &c.id)
-        .await
-        .expect("check");
+    let stale = eligibility_of(&s, "client-1", &c).await;
     assert_eq!(reasons(&stale), ["NO_RECENT_PAYMENT"]);
     assert_eq!(stale.next_eligible_time, None);
 
@@ -124,11 +110,7 @@ async fn the_early_feedback_cohort_may_give_feedback_at_14_days_with_a_bonus(bac
             Some(Duration::days(1)),
         )
         .await;
-    let e = s
-        .feedback
-        .eligibility(EARLY_CLIENT, &early.id)
-        .await
-        .expect("check");
+    let e = eligibility_of(&s, EARLY_CLIENT, &early).await;
     assert!(e.eligible, "{e:?}");
     assert_eq!(e.cohort, fpb::Cohort::EarlyFeedback as i32);
     assert!(e.bonus_allowed);
@@ -142,12 +124,7 @@ async fn the_early_feedback_cohort_may_give_feedback_at_14_days_with_a_bonus(bac
         )
         .await;
     assert_eq!(
-        reasons(
-            &s.feedback
-                .eligibility(EARLY_CLIENT, &younger.id)
-                .await
-                .expect("check")
-        ),
+        reasons(&eligibility_of(&s, EARLY_CLIENT, &younger).await),
         ["CONTRACT_TOO_NEW"]
     );
 
@@ -197,18 +174,10 @@ async fn mid_contract_feedback_is_public_once_per_payment_and_30_days_and_not_re
             Some(Duration::days(2)),
         )
         .await;
-    let given = s
-        .feedback
-        .submit_mid("client-1", &c.id, None)
-        .await
-        .expect("submit");
+    let given = mid_feedback(&s, "client-1", &c).await;
     assert_eq!(given.rating, 5);
 
-    let e = s
-        .feedback
-        .eligibility("client-1", &c.id)
-        .await
-        .expect("check");
+    let e = eligibility_of(&s, "client-1", &c).await;
     assert_eq!(
         reasons(&e),
         ["FEEDBACK_SINCE_LAST_PAYMENT", "FEEDBACK_TOO_RECENT"]
@@ -221,28 +190,12 @@ async fn mid_contract_feedback_is_public_once_per_payment_and_30_days_and_not_re
 
     // A new payment 20 days later still leaves the 30-day rule.
     s.contracts.set_time(start + Duration::days(20));
-    s.contracts
-        .pay(
-            &c.id,
-            pb::PaymentKind::HourlyInvoice,
-            1_000,
-            start + Duration::days(20),
-            "inv-2",
-        )
-        .await
-        .expect("pay");
-    let e = s
-        .feedback
-        .eligibility("client-1", &c.id)
-        .await
-        .expect("check");
+    pay_invoice(&s, &c, 1_000, start + Duration::days(20), "inv-2").await;
+    let e = eligibility_of(&s, "client-1", &c).await;
     assert_eq!(reasons(&e), ["FEEDBACK_TOO_RECENT"]);
     assert_eq!(e.next_eligible_time, Some(ts(start + Duration::days(30))));
     s.contracts.set_time(start + Duration::days(30));
-    s.feedback
-        .submit_mid("client-1", &c.id, None)
-        .await
-        .expect("30 days later, after a new payment");
+    mid_feedback(&s, "client-1", &c).await;
 
     let history = s.feedback.work_history("free-1").await.expect("history");
     assert_eq!(history.len(), 1);
@@ -274,14 +227,7 @@ async fn mid_contract_feedback_is_public_once_per_payment_and_30_days_and_not_re
 
 async fn two_concurrent_submits_give_exactly_one_feedback(backend: TestBackend) {
     let s = Arc::new(Stack::spawn(&backend).await);
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-1", "free-1").await;
     let barrier = Arc::new(Barrier::new(8));
     let tasks: Vec<_> = (0..8)
         .map(|_| {
@@ -411,26 +357,13 @@ async fn freelancers_request_feedback_which_notifies_twice_and_expires_after_14_
         .await;
 
     // After expiry the client may still leave feedback while eligible; a new request is allowed.
-    s.contracts
-        .pay(
-            &c.id,
-            pb::PaymentKind::HourlyInvoice,
-            1_000,
-            start + Duration::days(14),
-            "inv-2",
-        )
-        .await
-        .expect("pay");
+    pay_invoice(&s, &c, 1_000, start + Duration::days(14), "inv-2").await;
     let again = s
         .feedback
         .request_feedback("free-1", &c.id)
         .await
         .expect("a new request after expiry");
-    let given = s
-        .feedback
-        .submit_mid("client-1", &c.id, None)
-        .await
-        .expect("feedback");
+    let given = mid_feedback(&s, "client-1", &c).await;
     assert_eq!(given.fulfilled_request_id, again.id);
     let states: Vec<_> = list(&s).await.iter().map(|r| r.state).collect();
     assert_eq!(
@@ -444,14 +377,7 @@ async fn freelancers_request_feedback_which_notifies_twice_and_expires_after_14_
 
 async fn a_bonus_is_paid_once_through_contract_service(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            EARLY_CLIENT,
-            "free-1",
-            Duration::days(20),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = early_contract(&s, "free-1").await;
     let given = s
         .feedback
         .submit_mid(EARLY_CLIENT, &c.id, Some(2_500))
@@ -504,14 +430,7 @@ async fn a_bonus_survives_both_services_crashing_between_the_steps(backend: Test
     // Feedback committed, workers not running: the process "dies" before paying.
     let s = Stack::spawn_with(&backend, |config| config.run_workers = false).await;
     let clock = s.contracts.clock.clone();
-    let c = s
-        .contract(
-            EARLY_CLIENT,
-            "free-1",
-            Duration::days(20),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = early_contract(&s, "free-1").await;
     let given = s
         .feedback
         .submit_mid(EARLY_CLIENT, &c.id, Some(700))
@@ -580,14 +499,7 @@ async fn a_bonus_survives_both_services_crashing_between_the_steps(backend: Test
 
 async fn with_contract_service_down_calls_are_unavailable_and_write_nothing(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-1", "free-1").await;
     let Stack {
         contracts,
         feedback,
@@ -636,23 +548,13 @@ async fn with_contract_service_down_calls_are_unavailable_and_write_nothing(back
 
 async fn end_of_contract_feedback_is_double_blind_until_both_submit(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-1", "free-1").await;
     assert_failed(
         s.feedback.client_end_feedback("client-1", &c.id).await,
         Code::FailedPrecondition,
         "CONTRACT_NOT_ENDED",
     );
-    s.contracts
-        .end_contract("client-1", &c.id, "")
-        .await
-        .expect("end");
+    end_by(&s, "client-1", &c).await;
 
     let submitted = s
         .feedback
@@ -668,14 +570,7 @@ async fn end_of_contract_feedback_is_double_blind_until_both_submit(backend: Tes
         "FEEDBACK_ALREADY_GIVEN",
     );
 
-    let get = |user: &str| {
-        s.feedback.end_feedback(as_user(
-            user,
-            fpb::GetEndContractFeedbackRequest {
-                contract_id: c.id.clone(),
-            },
-        ))
-    };
+    let get = |user: &'static str| end_feedback_view(&s.feedback, user, &c.id);
     let freelancer_view = get("free-1").await.expect("get");
     assert!(freelancer_view.client_submitted && !freelancer_view.revealed);
     assert!(
@@ -694,11 +589,7 @@ async fn end_of_contract_feedback_is_double_blind_until_both_submit(backend: Tes
         "FEEDBACK_NOT_REVEALED",
     );
 
-    let second = s
-        .feedback
-        .freelancer_end_feedback("free-1", &c.id)
-        .await
-        .expect("freelancer submits");
+    let second = freelancer_review(&s, "free-1", &c).await;
     assert!(second.revealed);
     let freelancer_view = get("free-1").await.expect("get");
     assert!(freelancer_view.revealed);
@@ -726,18 +617,8 @@ async fn end_of_contract_feedback_is_double_blind_until_both_submit(backend: Tes
 
 async fn both_parties_submitting_at_once_reveal_exactly_once(backend: TestBackend) {
     let s = Arc::new(Stack::spawn(&backend).await);
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.contracts
-        .end_contract("free-1", &c.id, "")
-        .await
-        .expect("end");
+    let c = paid_contract(&s, "client-1", "free-1").await;
+    end_by(&s, "free-1", &c).await;
     let barrier = Arc::new(Barrier::new(2));
     let client = {
         let (s, b, id) = (s.clone(), barrier.clone(), c.id.clone());
@@ -767,31 +648,11 @@ async fn both_parties_submitting_at_once_reveal_exactly_once(backend: TestBacken
 
 async fn the_window_closes_14_days_after_the_end_and_publishes_what_exists(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    let late = s
-        .contract(
-            "client-2",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-1", "free-1").await;
+    let late = paid_contract(&s, "client-2", "free-1").await;
     let end = s.contracts.now();
-    s.contracts
-        .end_contract("client-1", &c.id, "")
-        .await
-        .expect("end");
-    s.contracts
-        .end_contract("client-2", &late.id, "")
-        .await
-        .expect("end");
+    end_by(&s, "client-1", &c).await;
+    end_by(&s, "client-2", &late).await;
     s.contracts
         .set_time(end + Duration::days(14) - Duration::seconds(1));
     let given = s
@@ -806,14 +667,7 @@ async fn the_window_closes_14_days_after_the_end_and_publishes_what_exists(backe
         "FEEDBACK_WINDOW_CLOSED",
     );
     // Reads apply the rule at once; the sweeper then emits the reveal.
-    let view = s
-        .feedback
-        .end_feedback(as_user(
-            "free-1",
-            fpb::GetEndContractFeedbackRequest {
-                contract_id: c.id.clone(),
-            },
-        ))
+    let view = end_feedback_view(&s.feedback, "free-1", &c.id)
         .await
         .expect("get");
     assert!(view.revealed);
@@ -835,31 +689,12 @@ async fn the_window_closes_14_days_after_the_end_and_publishes_what_exists(backe
 
 async fn recipients_reply_once_within_28_days_with_the_right_visibility(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-1", "free-1").await;
     let end = s.contracts.now();
-    s.contracts
-        .end_contract("client-1", &c.id, "")
+    end_by(&s, "client-1", &c).await;
+    let to_freelancer = client_review(&s, "client-1", &c).await;
+    let to_client = freelancer_review(&s, "free-1", &c)
         .await
-        .expect("end");
-    let to_freelancer = s
-        .feedback
-        .client_end_feedback("client-1", &c.id)
-        .await
-        .expect("client")
-        .feedback
-        .expect("fb");
-    let to_client = s
-        .feedback
-        .freelancer_end_feedback("free-1", &c.id)
-        .await
-        .expect("freelancer")
         .feedback
         .expect("fb");
     assert_eq!(
@@ -897,25 +732,8 @@ async fn recipients_reply_once_within_28_days_with_the_right_visibility(backend:
     assert_eq!(shown.reply.as_ref().map(|r| r.id.clone()), Some(public.id));
     assert!(shown.private_feedback.is_none());
 
-    let other = s
-        .contract(
-            "client-2",
-            "free-2",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.contracts
-        .end_contract("client-2", &other.id, "")
-        .await
-        .expect("end");
-    let fb = s
-        .feedback
-        .client_end_feedback("client-2", &other.id)
-        .await
-        .expect("client")
-        .feedback
-        .expect("fb");
+    let other = ended_contract(&s, "client-2", "free-2").await;
+    let fb = client_review(&s, "client-2", &other).await;
     s.contracts.set_time(s.contracts.now() + Duration::days(28));
     assert_failed(
         s.feedback.reply("free-2", &fb.id).await,
@@ -930,28 +748,13 @@ async fn work_history_shows_end_feedback_only_with_a_dollar_paid(backend: TestBa
     let mut ids = Vec::new();
     for (client, paid) in [("client-99", 99), ("client-100", 100)] {
         let c = s.contract(client, "free-1", Duration::days(60), None).await;
-        s.contracts
-            .pay(
-                &c.id,
-                pb::PaymentKind::HourlyInvoice,
-                paid,
-                now,
-                &format!("p-{client}"),
-            )
-            .await
-            .expect("pay");
-        s.contracts
-            .end_contract(client, &c.id, "")
-            .await
-            .expect("end");
+        pay_invoice(&s, &c, paid, now, &format!("p-{client}")).await;
+        end_by(&s, client, &c).await;
         s.feedback
             .client_end_feedback(client, &c.id)
             .await
             .expect("client");
-        s.feedback
-            .freelancer_end_feedback("free-1", &c.id)
-            .await
-            .expect("freelancer");
+        freelancer_review(&s, "free-1", &c).await;
         ids.push(c.id);
     }
     let history = s.feedback.work_history("free-1").await.expect("history");
@@ -989,14 +792,7 @@ async fn work_history_shows_end_feedback_only_with_a_dollar_paid(backend: TestBa
 
 async fn bad_feedback_input_names_the_field_and_writes_nothing(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-1", "free-1").await;
     let submit = |rating: i32, comment: &str| {
         let mut client = s.feedback.client();
         let request = as_user(
@@ -1022,10 +818,7 @@ async fn bad_feedback_input_names_the_field_and_writes_nothing(backend: TestBack
         got.sort();
         assert_eq!(got, fields);
     }
-    s.contracts
-        .end_contract("client-1", &c.id, "")
-        .await
-        .expect("end");
+    end_by(&s, "client-1", &c).await;
     let end = s
         .feedback
         .client()
@@ -1063,14 +856,7 @@ async fn bad_feedback_input_names_the_field_and_writes_nothing(backend: TestBack
             "private_feedback.reason_for_ending"
         ]
     );
-    let view = s
-        .feedback
-        .end_feedback(as_user(
-            "client-1",
-            fpb::GetEndContractFeedbackRequest {
-                contract_id: c.id.clone(),
-            },
-        ))
+    let view = end_feedback_view(&s.feedback, "client-1", &c.id)
         .await
         .expect("get");
     assert!(!view.client_submitted, "nothing was written");
@@ -1085,14 +871,7 @@ async fn bad_feedback_input_names_the_field_and_writes_nothing(backend: TestBack
 
 async fn batch_eligibility_answers_for_the_callers_contracts_only(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let ready = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let ready = paid_contract(&s, "client-1", "free-1").await;
     let young = s
         .contract(
             "client-1",
@@ -1101,14 +880,7 @@ async fn batch_eligibility_answers_for_the_callers_contracts_only(backend: TestB
             Some(Duration::days(1)),
         )
         .await;
-    let other = s
-        .contract(
-            "client-2",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let other = paid_contract(&s, "client-2", "free-1").await;
     let missing = shared::ids::new_id("ctr");
     let ids = vec![
         young.id.clone(),
@@ -1169,32 +941,12 @@ async fn work_history_pages_through_a_freelancers_contracts(backend: TestBackend
     let mut expected = Vec::new();
     for i in 0..3 {
         let client = format!("client-{i}");
-        let c = s
-            .contract(
-                &client,
-                "free-1",
-                Duration::days(60),
-                Some(Duration::days(1)),
-            )
-            .await;
-        s.feedback
-            .submit_mid(&client, &c.id, None)
-            .await
-            .expect("feedback");
+        let c = paid_contract(&s, &client, "free-1").await;
+        mid_feedback(&s, &client, &c).await;
         expected.push(c.id);
     }
-    let other = s
-        .contract(
-            "client-9",
-            "free-2",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.feedback
-        .submit_mid("client-9", &other.id, None)
-        .await
-        .expect("feedback");
+    let other = paid_contract(&s, "client-9", "free-2").await;
+    mid_feedback(&s, "client-9", &other).await;
     let page = |freelancer: &str, token: String| {
         let mut client = s.feedback.client();
         let request = as_user(
@@ -1249,14 +1001,7 @@ async fn a_slow_contract_service_fails_within_the_callers_deadline_and_writes_no
         contracts,
         feedback,
     };
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-1", "free-1").await;
     assert!(
         s.feedback
             .eligibility("client-1", &c.id)

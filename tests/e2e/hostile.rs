@@ -6,7 +6,7 @@
 //! verbatim when they accept it. The generator is seeded, so a failure
 //! reproduces; the failing input is printed.
 
-use chrono::Duration;
+use e2e::scenario::{ended_contract, paid_contract};
 use e2e::{EARLY_CLIENT, Stack, TestBackend, as_service, as_user, backend_tests};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -113,26 +113,8 @@ fn check<T>(what: &str, input: &Input, result: &Result<tonic::Response<T>, tonic
 
 async fn hostile_requests_get_documented_answers_and_text_is_stored_verbatim(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let real = s
-        .contract(
-            EARLY_CLIENT,
-            "free-h",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    let ended = s
-        .contract(
-            EARLY_CLIENT,
-            "free-h",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.contracts
-        .end_contract(EARLY_CLIENT, &ended.id, "")
-        .await
-        .expect("end");
+    let real = paid_contract(&s, EARLY_CLIENT, "free-h").await;
+    let ended = ended_contract(&s, EARLY_CLIENT, "free-h").await;
     let mut runner = TestRunner::deterministic();
     let strategy = input();
     let mut stored = 0;

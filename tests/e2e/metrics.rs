@@ -6,6 +6,9 @@
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
+use e2e::scenario::{
+    early_contract, end_by, ended_contract, freelancer_review, mid_feedback, paid_contract,
+};
 use e2e::{
     EARLY_CLIENT, Stack, TestBackend, as_service, backend_tests, metric_stays, wait_for_metric,
 };
@@ -29,14 +32,7 @@ async fn the_oldest_pending_bonus_ages_on_the_service_clock(backend: TestBackend
     let t0 = s.contracts.now();
     wait_for_metric(metrics, OLDEST_BONUS, &[], 0.0, SAMPLED).await;
 
-    let first = s
-        .contract(
-            EARLY_CLIENT,
-            "free-1",
-            Duration::days(20),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let first = early_contract(&s, "free-1").await;
     s.feedback
         .submit_mid(EARLY_CLIENT, &first.id, Some(700))
         .await
@@ -51,14 +47,7 @@ async fn the_oldest_pending_bonus_ages_on_the_service_clock(backend: TestBackend
     wait_for_metric(metrics, OLDEST_BONUS, &[], 1801.0, SAMPLED).await;
 
     // A newer bonus does not make the backlog younger: the oldest counts.
-    let second = s
-        .contract(
-            EARLY_CLIENT,
-            "free-2",
-            Duration::days(20),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let second = early_contract(&s, "free-2").await;
     s.feedback
         .submit_mid(EARLY_CLIENT, &second.id, Some(300))
         .await
@@ -74,34 +63,16 @@ async fn an_expired_request_waits_for_the_sweeper(backend: &TestBackend) {
     let s = Stack::spawn_with(backend, |config| config.run_workers = false).await;
     let metrics = s.feedback.metrics_addr;
     let t0 = s.contracts.now();
-    let answered = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let answered = paid_contract(&s, "client-1", "free-1").await;
     s.feedback
         .request_feedback("free-1", &answered.id)
         .await
         .expect("request");
-    let given = s
-        .feedback
-        .submit_mid("client-1", &answered.id, None)
-        .await
-        .expect("feedback");
+    let given = mid_feedback(&s, "client-1", &answered).await;
     assert!(!given.fulfilled_request_id.is_empty(), "{given:?}");
 
     s.contracts.set_time(t0 + Duration::hours(1));
-    let c = s
-        .contract(
-            "client-2",
-            "free-2",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-2", "free-2").await;
     let request = s
         .feedback
         .request_feedback("free-2", &c.id)
@@ -124,42 +95,16 @@ async fn a_closed_window_waits_for_the_sweeper(backend: &TestBackend) {
     let s = Stack::spawn_with(backend, |config| config.run_workers = false).await;
     let metrics = s.feedback.metrics_addr;
     let t0 = s.contracts.now();
-    let both = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.contracts
-        .end_contract("client-1", &both.id, "")
-        .await
-        .expect("end");
+    let both = ended_contract(&s, "client-1", "free-1").await;
     s.feedback
         .client_end_feedback("client-1", &both.id)
         .await
         .expect("client side");
-    let second = s
-        .feedback
-        .freelancer_end_feedback("free-1", &both.id)
-        .await
-        .expect("freelancer side");
+    let second = freelancer_review(&s, "free-1", &both).await;
     assert!(second.revealed, "both sides: revealed at once");
 
     s.contracts.set_time(t0 + Duration::hours(1));
-    let one = s
-        .contract(
-            "client-2",
-            "free-2",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.contracts
-        .end_contract("client-2", &one.id, "")
-        .await
-        .expect("end");
+    let one = ended_contract(&s, "client-2", "free-2").await;
     s.feedback
         .client_end_feedback("client-2", &one.id)
         .await
@@ -234,14 +179,7 @@ async fn each_event_consumer_reports_the_last_sequence_it_was_sent(backend: Test
     let immediately = StdDuration::from_secs(2);
 
     // contract-service: billing reads everything there is, then hangs up.
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let c = paid_contract(&s, "client-1", "free-1").await;
     let billing = contract_events(&s, "billing").await;
     assert!(billing.len() >= 2, "{billing:?}");
     assert_eq!(billing, (1..=billing.len() as i64).collect::<Vec<_>>());
@@ -256,10 +194,7 @@ async fn each_event_consumer_reports_the_last_sequence_it_was_sent(backend: Test
     .await;
 
     // More events; search-indexer reads them all; billing keeps its value.
-    s.contracts
-        .end_contract("client-1", &c.id, "")
-        .await
-        .expect("end");
+    end_by(&s, "client-1", &c).await;
     let indexed = contract_events(&s, "search-indexer").await;
     let indexed = *indexed.last().expect("events");
     assert!(indexed as f64 > billed, "{indexed} after {billed}");
@@ -282,17 +217,7 @@ async fn each_event_consumer_reports_the_last_sequence_it_was_sent(backend: Test
 
     // feedback-service: a consumer resuming from a sequence is sent the rest.
     s.feedback
-        .request_feedback(
-            "free-1",
-            &s.contract(
-                "client-2",
-                "free-1",
-                Duration::days(60),
-                Some(Duration::days(1)),
-            )
-            .await
-            .id,
-        )
+        .request_feedback("free-1", &paid_contract(&s, "client-2", "free-1").await.id)
         .await
         .expect("request");
     let notified = feedback_events(&s, "notifier", 1).await;

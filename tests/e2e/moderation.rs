@@ -5,7 +5,10 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::Duration;
+use e2e::scenario::{
+    client_review, end_feedback_view, ended_contract, freelancer_review, mid_feedback,
+    paid_contract,
+};
 use e2e::{Stack, TestBackend, as_service, as_user, backend_tests};
 use futures::StreamExt;
 use shared::proto::feedback::v1 as fpb;
@@ -87,29 +90,9 @@ async fn told(s: &Stack, user: &str, kind: fpb::NotificationKind) -> Vec<String>
 
 async fn support_hides_and_restores_end_of_contract_feedback(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.contracts
-        .end_contract("client-1", &c.id, "")
-        .await
-        .expect("end");
-    let review = s
-        .feedback
-        .client_end_feedback("client-1", &c.id)
-        .await
-        .expect("client")
-        .feedback
-        .expect("feedback");
-    s.feedback
-        .freelancer_end_feedback("free-1", &c.id)
-        .await
-        .expect("freelancer");
+    let c = ended_contract(&s, "client-1", "free-1").await;
+    let review = client_review(&s, "client-1", &c).await;
+    freelancer_review(&s, "free-1", &c).await;
     let reply = s.feedback.reply("free-1", &review.id).await.expect("reply");
     assert_eq!(jss_ids(&s).await, vec![review.id.clone()]);
 
@@ -148,14 +131,7 @@ async fn support_hides_and_restores_end_of_contract_feedback(backend: TestBacken
         Some(reply.text.clone())
     );
     // The other party's view too.
-    let view = s
-        .feedback
-        .end_feedback(as_user(
-            "free-1",
-            fpb::GetEndContractFeedbackRequest {
-                contract_id: c.id.clone(),
-            },
-        ))
+    let view = end_feedback_view(&s.feedback, "free-1", &c.id)
         .await
         .expect("view");
     let theirs = view
@@ -272,19 +248,8 @@ async fn support_hides_and_restores_end_of_contract_feedback(backend: TestBacken
 
 async fn hidden_mid_contract_feedback_shows_as_removed(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    let mid = s
-        .feedback
-        .submit_mid("client-1", &c.id, None)
-        .await
-        .expect("mid");
+    let c = paid_contract(&s, "client-1", "free-1").await;
+    let mid = mid_feedback(&s, "client-1", &c).await;
     s.feedback
         .client()
         .hide_feedback(support(hide(
@@ -302,19 +267,8 @@ async fn hidden_mid_contract_feedback_shows_as_removed(backend: TestBackend) {
 
 async fn only_support_moderates_and_bad_input_writes_nothing(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    let mid = s
-        .feedback
-        .submit_mid("client-1", &c.id, None)
-        .await
-        .expect("mid");
+    let c = paid_contract(&s, "client-1", "free-1").await;
+    let mid = mid_feedback(&s, "client-1", &c).await;
     let mut client = s.feedback.client();
     let request = hide(&mid.id, fpb::ModerationReason::Abuse, "");
     for denied in [

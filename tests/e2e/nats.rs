@@ -5,7 +5,7 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::Duration;
+use e2e::scenario::{mid_feedback, paid_contract};
 use e2e::{FeedbackApp, Stack, TestApp, TestBackend, backend_tests, wait_for_metric};
 use prost::Message;
 use shared::nats::TestServer;
@@ -60,18 +60,8 @@ async fn both_services_publish_their_events_to_their_own_streams(backend: TestBa
         feedback,
     };
     // ContractCreated, PaymentRecorded; then MidContractFeedbackGiven.
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.feedback
-        .submit_mid("client-1", &c.id, None)
-        .await
-        .expect("feedback");
+    let c = paid_contract(&s, "client-1", "free-1").await;
+    mid_feedback(&s, "client-1", &c).await;
 
     let contract_events = published::<pb::Event>(&nats, "MARKETPLACE_CONTRACT_EVENTS", 2).await;
     let subjects: Vec<&str> = contract_events.iter().map(|(s, _, _)| s.as_str()).collect();

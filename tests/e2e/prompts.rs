@@ -7,6 +7,7 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
+use e2e::scenario::end_by;
 use e2e::{FeedbackApp, Stack, TestApp, TestBackend, as_service, as_user, backend_tests};
 use futures::StreamExt;
 use shared::proto::feedback::v1 as fpb;
@@ -97,10 +98,7 @@ async fn ending_a_contract_prompts_both_parties_once_across_restarts(backend: Te
         .contract("client-1", "free-1", Duration::days(60), None)
         .await;
     let ended_at = s.contracts.now();
-    s.contracts
-        .end_contract("client-1", &c.id, "")
-        .await
-        .expect("end");
+    end_by(&s, "client-1", &c).await;
 
     let all = wait_for(&s.feedback, fpb::NotificationKind::EndFeedbackPrompt, 4).await;
     assert_eq!(
@@ -180,14 +178,8 @@ async fn reminders_go_out_at_their_instant_once_to_who_has_not_submitted(backend
         .contract("client-b", "free-b", Duration::days(60), None)
         .await;
     let ended_at = s.contracts.now();
-    s.contracts
-        .end_contract("client-a", &a.id, "")
-        .await
-        .expect("end a");
-    s.contracts
-        .end_contract("client-b", &b.id, "")
-        .await
-        .expect("end b");
+    end_by(&s, "client-a", &a).await;
+    end_by(&s, "client-b", &b).await;
     wait_for(&s.feedback, fpb::NotificationKind::EndFeedbackPrompt, 8).await;
     s.feedback
         .client_end_feedback("client-a", &a.id)
@@ -250,10 +242,7 @@ async fn no_reminder_once_the_window_has_closed(backend: TestBackend) {
         .contract("client-1", "free-1", Duration::days(60), None)
         .await;
     let ended_at = s.contracts.now();
-    s.contracts
-        .end_contract("client-1", &c.id, "")
-        .await
-        .expect("end");
+    end_by(&s, "client-1", &c).await;
     wait_for(&s.feedback, fpb::NotificationKind::EndFeedbackPrompt, 4).await;
     // The service was away through the reminder instant; at the close it is too late.
     s.contracts.set_time(ended_at + Duration::days(14));

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use chrono::Duration;
+use e2e::scenario::{client_review, ended_contract, freelancer_review, paid_contract};
 use e2e::{EARLY_CLIENT, Stack, TestBackend, at, backend_tests, ts, usd, with_token};
 use shared::auth::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenSpec, mint, mint_dev};
 use shared::proto::contract::v1 as pb;
@@ -158,14 +159,7 @@ struct Fixture {
 const UNREVEALED: &str = "UNREVEALED-CLIENT-COMMENT-7f3a";
 
 async fn fixture(s: &Stack) -> Fixture {
-    let active = s
-        .contract(
-            CLIENT,
-            FREELANCER,
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
+    let active = paid_contract(s, CLIENT, FREELANCER).await;
     let entry = s
         .contracts
         .log_time(FREELANCER, &active.id, at("2026-11-18T08:00:00Z"), 30)
@@ -182,42 +176,10 @@ async fn fixture(s: &Stack) -> Fixture {
         )
         .await
         .expect("pay");
-    let ended = s
-        .contract(
-            CLIENT,
-            FREELANCER,
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.contracts
-        .end_contract(CLIENT, &ended.id, "")
-        .await
-        .expect("end");
-    let to_freelancer = s
-        .feedback
-        .client_end_feedback(CLIENT, &ended.id)
-        .await
-        .expect("client")
-        .feedback
-        .expect("fb")
-        .id;
-    s.feedback
-        .freelancer_end_feedback(FREELANCER, &ended.id)
-        .await
-        .expect("freelancer");
-    let blind = s
-        .contract(
-            CLIENT,
-            FREELANCER,
-            Duration::days(60),
-            Some(Duration::days(1)),
-        )
-        .await;
-    s.contracts
-        .end_contract(CLIENT, &blind.id, "")
-        .await
-        .expect("end");
+    let ended = ended_contract(s, CLIENT, FREELANCER).await;
+    let to_freelancer = client_review(s, CLIENT, &ended).await.id;
+    freelancer_review(s, FREELANCER, &ended).await;
+    let blind = ended_contract(s, CLIENT, FREELANCER).await;
     s.feedback
         .client()
         .submit_end_contract_feedback(e2e::as_user(

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Duration;
+use e2e::scenario::{end_by, freelancer_review, mid_feedback};
 use e2e::{Stack, TestBackend, as_service, as_user, at, backend_tests, usd};
 use shared::proto::contract::v1 as pb;
 use shared::proto::feedback::v1 as fpb;
@@ -96,19 +97,13 @@ async fn work(s: Arc<Stack>, worker: usize, until: std::time::Instant) -> Ledger
             .eligibility(&client, &c.id)
             .await
             .expect("eligibility");
-        s.feedback
-            .submit_mid(&client, &c.id, None)
-            .await
-            .expect("mid feedback");
+        mid_feedback(&s, &client, &c).await;
         ledger.feedback_event("MidContractFeedbackGiven");
         s.contracts
             .work_diary(&client, &c.id, None)
             .await
             .expect("diary");
-        s.contracts
-            .end_contract(&client, &c.id, "")
-            .await
-            .expect("end");
+        end_by(&s, &client, &c).await;
         ledger.event("ContractEnded");
         // feedback-service follows the end: both parties prompted, by email and in-app.
         for _ in 0..4 {
@@ -118,10 +113,7 @@ async fn work(s: Arc<Stack>, worker: usize, until: std::time::Instant) -> Ledger
             .client_end_feedback(&client, &c.id)
             .await
             .expect("client end feedback");
-        s.feedback
-            .freelancer_end_feedback(&freelancer, &c.id)
-            .await
-            .expect("freelancer end feedback");
+        freelancer_review(&s, &freelancer, &c).await;
         ledger.feedback_event("EndContractFeedbackSubmitted");
         ledger.feedback_event("EndContractFeedbackSubmitted");
         ledger.feedback_event("FeedbackRevealed");
