@@ -1,46 +1,17 @@
-//! The outbox events of this service: `emit` adds one to a write's unit,
-//! and `watch_events` streams them to consumers (WatchEvents).
+//! The outbox events of this service as a stream (WatchEvents); a write adds
+//! its events with `Unit::event`, in the same transaction.
 
 use std::pin::Pin;
 
-use chrono::{DateTime, Utc};
 use futures::Stream;
-use prost::Message;
 use tonic::Status;
 
 use crate::common::require_scope;
 use crate::error::{DOMAIN, Error};
 use crate::grpc::ContractApi;
 use shared::auth::{Caller, scope};
-use shared::ids;
 use shared::outbox;
 use shared::proto::contract::v1 as pb;
-use shared::time::to_proto;
-use shared::writer::Unit;
-
-/// Adds an event for a state change to the outbox, with the change.
-pub(crate) fn emit(
-    unit: &mut Unit,
-    contract_id: &str,
-    now: DateTime<Utc>,
-    kind: &'static str,
-    payload: pb::event::Payload,
-) {
-    let event = pb::Event {
-        event_id: ids::new_id("evt"),
-        sequence: 0,
-        contract_id: contract_id.to_owned(),
-        occur_time: Some(to_proto(now)),
-        payload: Some(payload),
-    };
-    unit.emit(outbox::NewEvent {
-        subject_id: contract_id.to_owned(),
-        kind,
-        payload: event.encode_to_vec(),
-        event_id: event.event_id,
-        created_at: now,
-    });
-}
 
 pub(crate) type EventStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;

@@ -9,7 +9,6 @@ use crate::disputes::rules::EscalationCause;
 use crate::disputes::store::{escalate_dispute, overdue_disputes};
 use crate::disputes::{day, instant, load, notify, reread};
 use crate::error::Error;
-use crate::events::emit;
 use crate::grpc::ContractApi;
 use shared::auth::{Caller, scope};
 use shared::proto::contract::v1 as pb;
@@ -49,8 +48,7 @@ impl ContractApi {
                         let event = pb::DisputeEscalated {
                             dispute: Some(reread(unit.tx(), &id).await?),
                         };
-                        emit(
-                            unit,
+                        unit.event(
                             &contract.id,
                             now,
                             "DisputeEscalated",

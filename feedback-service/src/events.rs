@@ -1,45 +1,18 @@
-//! Outbox events: `emit` (and `notify`, which emits NotificationRequested
-//! per channel) inside a write, and the `WatchEvents` stream.
+//! Outbox events: `notify` (a NotificationRequested per channel) inside a
+//! write, next to `Unit::event`, and the `WatchEvents` stream.
 
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use prost::Message;
 use tonic::Status;
 
 use crate::api::FeedbackApi;
 use crate::error::{DOMAIN, Error};
 use shared::auth::{Caller, scope};
-use shared::ids;
 use shared::outbox;
 use shared::proto::feedback::v1 as pb;
-use shared::time::to_proto;
 use shared::writer::Unit;
-
-/// Adds an event for a state change to the outbox, with the change.
-pub(crate) fn emit(
-    unit: &mut Unit,
-    contract_id: &str,
-    now: DateTime<Utc>,
-    kind: &'static str,
-    payload: pb::event::Payload,
-) {
-    let event = pb::Event {
-        event_id: ids::new_id("evt"),
-        sequence: 0,
-        contract_id: contract_id.to_owned(),
-        occur_time: Some(to_proto(now)),
-        payload: Some(payload),
-    };
-    unit.emit(outbox::NewEvent {
-        subject_id: contract_id.to_owned(),
-        kind,
-        payload: event.encode_to_vec(),
-        event_id: event.event_id,
-        created_at: now,
-    });
-}
 
 /// Asks for `notification` to go out by email and by in-app message (its
 /// `channel` is set for each).
@@ -53,8 +26,7 @@ pub(crate) fn notify(
         pb::NotificationChannel::Email,
         pb::NotificationChannel::InAppMessage,
     ] {
-        emit(
-            unit,
+        unit.event(
             contract_id,
             now,
             "NotificationRequested",

@@ -9,7 +9,6 @@ use sqlx::{Any, Executor, Row};
 
 use crate::error::Error;
 use shared::db::Tx;
-use shared::time::from_micros;
 
 /// Where a bonus is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,32 +85,7 @@ pub struct Reply {
     pub create_time: DateTime<Utc>,
 }
 
-pub(crate) fn time(row: &AnyRow, col: &str) -> Result<DateTime<Utc>, sqlx::Error> {
-    Ok(from_micros(row.try_get(col)?))
-}
-
-pub(crate) fn opt_time(row: &AnyRow, col: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    Ok(row.try_get::<Option<i64>, _>(col)?.map(from_micros))
-}
-
-pub(crate) fn int(row: &AnyRow, col: &str) -> Result<i32, sqlx::Error> {
-    let v: i64 = row.try_get(col)?;
-    i32::try_from(v).map_err(|e| sqlx::Error::ColumnDecode {
-        index: col.into(),
-        source: Box::new(e),
-    })
-}
-
-pub(crate) fn opt_int(row: &AnyRow, col: &str) -> Result<Option<i32>, sqlx::Error> {
-    row.try_get::<Option<i64>, _>(col)?
-        .map(|v| {
-            i32::try_from(v).map_err(|e| sqlx::Error::ColumnDecode {
-                index: col.into(),
-                source: Box::new(e),
-            })
-        })
-        .transpose()
-}
+pub(crate) use shared::db::rows::{int, opt_int, opt_time, time};
 
 /// Takes the contract's feedback lock for this transaction.
 pub async fn lock_contract(tx: &mut Tx, contract_id: &str) -> Result<(), Error> {

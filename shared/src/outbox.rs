@@ -35,6 +35,55 @@ pub struct NewEvent {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewEvent {
+    /// The event of a change to `contract_id` at `now`, under a new id.
+    pub fn of(
+        contract_id: &str,
+        now: DateTime<Utc>,
+        kind: &'static str,
+        payload: impl EventPayload,
+    ) -> Self {
+        let event_id = crate::ids::new_id("evt");
+        let occur_time = crate::time::to_proto(now);
+        let event = payload.wrap(event_id.clone(), contract_id.to_owned(), occur_time);
+        Self {
+            event_id,
+            subject_id: contract_id.to_owned(),
+            kind,
+            payload: prost::Message::encode_to_vec(&event),
+            created_at: now,
+        }
+    }
+}
+
+/// A service's event payload (`pb::event::Payload`), which knows the event
+/// message (`pb::Event`) that carries it on the wire.
+pub trait EventPayload {
+    /// The event message of this payload's service.
+    type Event: prost::Message;
+    /// The event carrying this payload; its sequence is set when relayed.
+    fn wrap(
+        self,
+        event_id: String,
+        contract_id: String,
+        occur_time: prost_types::Timestamp,
+    ) -> Self::Event;
+}
+
+/// Implements [`EventPayload`] for each service's wire contract.
+macro_rules! event_payload {
+    ($($service:ident),*) => {
+        $(impl EventPayload for crate::proto::$service::v1::event::Payload {
+            type Event = crate::proto::$service::v1::Event;
+            fn wrap(self, event_id: String, contract_id: String, occur_time: prost_types::Timestamp) -> Self::Event {
+                Self::Event { event_id, sequence: 0, contract_id, occur_time: Some(occur_time), payload: Some(self) }
+            }
+        })*
+    };
+}
+
+event_payload!(contract, feedback);
+
 /// Adds the events of a write batch, in order, with as few statements as
 /// the engines' parameter limits allow; the relay sequences them.
 pub async fn append_many(tx: &mut Tx, events: &[NewEvent]) -> Result<(), sqlx::Error> {

@@ -10,7 +10,6 @@ use crate::common::{
 };
 use crate::domain::Role;
 use crate::error::Error;
-use crate::events::emit;
 use crate::grpc::ContractApi;
 use rules::{Contract, ContractState, ContractType, Party};
 use shared::auth::{Caller, scope};
@@ -150,8 +149,7 @@ impl ContractApi {
                     let response = pb::CreateContractResponse {
                         contract: Some(contract_pb(&contract)),
                     };
-                    emit(
-                        unit,
+                    unit.event(
                         &contract.id,
                         now,
                         "ContractCreated",
@@ -306,8 +304,7 @@ impl ContractApi {
                             })
                             .collect(),
                     };
-                    emit(
-                        unit,
+                    unit.event(
                         &id,
                         now,
                         "ContractEnded",

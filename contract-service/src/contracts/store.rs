@@ -2,6 +2,7 @@
 //! one (which also locks its Work Diary).
 
 use chrono::{DateTime, Utc};
+use shared::db::rows::Fetch;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
@@ -104,11 +105,10 @@ where
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id = $1")
     });
-    let row = sqlx::query(AssertSqlSafe(SQL.as_str()))
+    Ok(sqlx::query(AssertSqlSafe(SQL.as_str()))
         .bind(id)
-        .fetch_optional(executor)
-        .await?;
-    Ok(row.as_ref().map(contract_from_row).transpose()?)
+        .optional(executor, contract_from_row)
+        .await?)
 }
 
 /// Contracts with these ids (any order; missing ids are simply absent).
@@ -120,13 +120,9 @@ where
         return Ok(Vec::new());
     }
     let sql = format!("SELECT {CONTRACT_COLUMNS} FROM contracts WHERE id IN ({{ids}})");
-    let rows = shared::db::query_with_ids(&sql, ids)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(contract_from_row)
-        .collect::<Result<_, _>>()?)
+    Ok(shared::db::query_with_ids(&sql, ids)
+        .all(executor, contract_from_row)
+        .await?)
 }
 
 /// A page of contracts in id order after `after`, optionally of one party
@@ -150,7 +146,7 @@ where
         "SELECT {CONTRACT_COLUMNS} FROM contracts \
          WHERE {party_filter} AND ($2 = '' OR state = $2) AND id > $3 ORDER BY id LIMIT $4"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(party_id.unwrap_or_default())
         .bind(match state {
             None => "",
@@ -159,12 +155,8 @@ where
         })
         .bind(after.unwrap_or_default())
         .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(contract_from_row)
-        .collect::<Result<_, _>>()?)
+        .all(executor, contract_from_row)
+        .await?)
 }
 
 /// Ends an active contract and locks its diary in one statement. False when

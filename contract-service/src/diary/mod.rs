@@ -10,7 +10,6 @@ use crate::common::{MAX_NOTE_CHARS, WEEK_MINUTES, find_contract, minutes_i32};
 use crate::contracts::rules::Contract;
 use crate::domain::{BillingWeek, Role};
 use crate::error::Error;
-use crate::events::emit;
 use crate::grpc::ContractApi;
 use rules::{NewTimeEntry, TimeEntry};
 use shared::auth::Caller;
@@ -160,8 +159,7 @@ impl ContractApi {
                     let response = pb::LogTimeResponse {
                         time_entry: Some(entry_pb(&saved, own)),
                     };
-                    emit(
-                        unit,
+                    unit.event(
                         &id,
                         now,
                         "TimeLogged",
@@ -201,8 +199,7 @@ impl ContractApi {
                     let response = pb::DeleteTimeEntryResponse {
                         time_entry: Some(entry_pb(&entry, 0)),
                     };
-                    emit(
-                        unit,
+                    unit.event(
                         &id,
                         now,
                         "TimeEntryDeleted",

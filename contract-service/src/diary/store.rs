@@ -2,6 +2,7 @@
 //! deleting and listing time entries.
 
 use chrono::{DateTime, Utc};
+use shared::db::rows::Fetch;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
@@ -45,11 +46,10 @@ pub async fn lock_diary_for_write(
         Backend::Postgres => POSTGRES.as_str(),
         Backend::Sqlite => SQLITE.as_str(),
     };
-    let row = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(contract_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    Ok(row.as_ref().map(contract_from_row).transpose()?)
+        .optional(&mut **tx, contract_from_row)
+        .await?)
 }
 
 /// [`lock_diary_for_write`], also returning the minutes logged by entries
@@ -132,15 +132,14 @@ pub async fn get_time_entry(
     contract_id: &str,
     id: &str,
 ) -> Result<Option<TimeEntry>, Error> {
-    let row = sqlx::query(
+    Ok(sqlx::query(
         "SELECT id, contract_id, start_at, end_at, manual, memo, created_at \
          FROM time_entries WHERE id = $1 AND contract_id = $2",
     )
     .bind(id)
     .bind(contract_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.as_ref().map(time_entry_from_row).transpose()?)
+    .optional(&mut **tx, time_entry_from_row)
+    .await?)
 }
 
 pub async fn delete_time_entry(tx: &mut Tx, id: &str) -> Result<(), Error> {
@@ -161,17 +160,13 @@ pub async fn time_entries_between<'e, E>(
 where
     E: Executor<'e, Database = Any>,
 {
-    let rows = sqlx::query(
+    Ok(sqlx::query(
         "SELECT id, contract_id, start_at, end_at, manual, memo, created_at FROM time_entries \
          WHERE contract_id = $1 AND start_at >= $2 AND start_at < $3 ORDER BY start_at",
     )
     .bind(contract_id)
     .bind(to_micros(from))
     .bind(to_micros(to))
-    .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(time_entry_from_row)
-        .collect::<Result<_, _>>()?)
+    .all(executor, time_entry_from_row)
+    .await?)
 }

@@ -9,7 +9,6 @@ use crate::common::require_scope;
 use crate::contracts::rules::Contract;
 use crate::domain::{DisputeState, Role};
 use crate::error::Error;
-use crate::events::emit;
 use crate::grpc::ContractApi;
 use chrono::{DateTime, Utc};
 use shared::auth::{Caller, scope};
@@ -85,9 +84,7 @@ impl ContractApi {
                         }
                         settle(unit, &dispute, amount, now).await?;
                         let view = reread(unit.tx(), &id).await?;
-                        emit(
-                            unit,
-                            &contract.id,
+                        unit.event(&contract.id,
                             now,
                             "DisputeAnswered",
                             pb::event::Payload::DisputeAnswered(pb::DisputeAnswered {
@@ -95,9 +92,7 @@ impl ContractApi {
                                 accepted: true,
                             }),
                         );
-                        emit(
-                            unit,
-                            &contract.id,
+                        unit.event(&contract.id,
                             now,
                             "DisputeResolved",
                             pb::event::Payload::DisputeResolved(pb::DisputeResolved {
@@ -158,8 +153,7 @@ impl ContractApi {
                         return Err(lost_race(unit.tx(), &id, DisputeState::Open).await);
                     }
                     let view = reread(unit.tx(), &id).await?;
-                    emit(
-                        unit,
+                    unit.event(
                         &contract.id,
                         now,
                         "DisputeAnswered",
@@ -168,8 +162,7 @@ impl ContractApi {
                             accepted: false,
                         }),
                     );
-                    emit(
-                        unit,
+                    unit.event(
                         &contract.id,
                         now,
                         "DisputeEscalated",
@@ -265,8 +258,7 @@ impl ContractApi {
                     }
                     settle(unit, &dispute, amount_minor, now).await?;
                     let view = reread(unit.tx(), &id).await?;
-                    emit(
-                        unit,
+                    unit.event(
                         &contract.id,
                         now,
                         "DisputeResolved",
@@ -318,9 +310,7 @@ impl ContractApi {
                             return Err(lost_race(unit.tx(), &id, DisputeState::Open).await);
                         }
                         let view = reread(unit.tx(), &id).await?;
-                        emit(
-                            unit,
-                            &contract.id,
+                        unit.event(&contract.id,
                             now,
                             "DisputeWithdrawn",
                             pb::event::Payload::DisputeWithdrawn(pb::DisputeWithdrawn {

@@ -10,7 +10,6 @@ use crate::diary::rules::{amount_for_minutes, billable_minutes};
 use crate::diary::store::time_entries_between;
 use crate::domain::{BillingWeek, DisputeState, Role};
 use crate::error::Error;
-use crate::events::emit;
 use crate::grpc::ContractApi;
 use shared::auth::Caller;
 use shared::ids;
@@ -101,9 +100,7 @@ impl ContractApi {
                         let response = pb::DisputeHoursResponse {
                             dispute: Some(dispute_pb(&dispute, &[])),
                         };
-                        emit(
-                            unit,
-                            &id,
+                        unit.event(&id,
                             now,
                             "HoursDisputed",
                             pb::event::Payload::HoursDisputed(pb::HoursDisputed {

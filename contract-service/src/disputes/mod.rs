@@ -16,7 +16,6 @@ use crate::contracts::rules::Contract;
 use crate::contracts::store::get_contract;
 use crate::domain::DisputeState;
 use crate::error::Error;
-use crate::events::emit;
 use crate::grpc::ContractApi;
 use crate::payments::refund_pb;
 use crate::payments::rules::Refund;
@@ -127,8 +126,7 @@ pub(crate) fn notify(
             pb::NotificationChannel::Email,
             pb::NotificationChannel::InAppMessage,
         ] {
-            emit(
-                unit,
+            unit.event(
                 &d.contract_id,
                 now,
                 "NotificationRequested",
@@ -228,8 +226,7 @@ pub(crate) async fn settle(
         };
         insert_refund(unit.tx(), &refund).await?;
         refunded += amount;
-        emit(
-            unit,
+        unit.event(
             &dispute.contract_id,
             now,
             "RefundIssued",

@@ -2,6 +2,7 @@
 //! state transitions, and the refunds a resolution made.
 
 use chrono::{DateTime, Utc};
+use shared::db::rows::Fetch;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
@@ -142,11 +143,10 @@ where
 {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("{DISPUTE_SELECT} WHERE d.id = $1"));
-    let row = sqlx::query(AssertSqlSafe(SQL.as_str()))
+    Ok(sqlx::query(AssertSqlSafe(SQL.as_str()))
         .bind(id)
-        .fetch_optional(executor)
-        .await?;
-    Ok(row.as_ref().map(dispute_from_row).transpose()?)
+        .optional(executor, dispute_from_row)
+        .await?)
 }
 
 pub async fn disputes_for_week<'e, E>(
@@ -160,15 +160,11 @@ where
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!("{DISPUTE_SELECT} WHERE d.contract_id = $1 AND d.week_start = $2 ORDER BY d.id")
     });
-    let rows = sqlx::query(AssertSqlSafe(SQL.as_str()))
+    Ok(sqlx::query(AssertSqlSafe(SQL.as_str()))
         .bind(contract_id)
         .bind(to_micros(week_start))
-        .fetch_all(executor)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(dispute_from_row)
-        .collect::<Result<_, _>>()?)
+        .all(executor, dispute_from_row)
+        .await?)
 }
 
 /// A page of disputes in id (filing) order after `after`, of one contract
@@ -187,17 +183,13 @@ where
         "{DISPUTE_SELECT} WHERE ($1 = '' OR d.contract_id = $1) AND ($2 = '' OR d.state = $2) \
          AND d.id > $3 ORDER BY d.id LIMIT $4"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(contract_id.unwrap_or_default())
         .bind(state.map(DisputeState::as_str).unwrap_or_default())
         .bind(after.unwrap_or_default())
         .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(dispute_from_row)
-        .collect::<Result<_, _>>()?)
+        .all(executor, dispute_from_row)
+        .await?)
 }
 
 /// Open disputes whose response window has closed by `now`, oldest deadline first.

@@ -10,7 +10,6 @@ use crate::common::{
 };
 use crate::domain::{BillingWeek, Role};
 use crate::error::Error;
-use crate::events::emit;
 use crate::grpc::ContractApi;
 use rules::{NewPayment, Payment, PaymentKind, Refund};
 use shared::auth::{Caller, scope};
@@ -130,8 +129,7 @@ impl ContractApi {
                     let response = pb::RecordPaymentResponse {
                         payment: Some(payment_pb(&saved)),
                     };
-                    emit(
-                        unit,
+                    unit.event(
                         &id,
                         now,
                         "PaymentRecorded",
@@ -235,8 +233,7 @@ impl ContractApi {
                         refund: Some(refund_pb(&refund)),
                         payment: Some(payment_pb(&updated)),
                     };
-                    emit(
-                        unit,
+                    unit.event(
                         &contract.id,
                         now,
                         "RefundIssued",

@@ -2,6 +2,7 @@
 //! totals, reading and listing payments, and taking refunds atomically.
 
 use chrono::{DateTime, Utc};
+use shared::db::rows::Fetch;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
@@ -91,15 +92,11 @@ pub async fn week_invoices_for_update(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE contract_id = $1 AND kind = 'HOURLY_INVOICE' \
          AND billing_week_start = $2 ORDER BY paid_at, id{lock}"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(contract_id)
         .bind(to_micros(week_start))
-        .fetch_all(&mut **tx)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(payment_from_row)
-        .collect::<Result<_, _>>()?)
+        .all(&mut **tx, payment_from_row)
+        .await?)
 }
 
 pub async fn get_payment<'e, E>(executor: E, id: &str) -> Result<Option<Payment>, Error>
@@ -107,11 +104,10 @@ where
     E: Executor<'e, Database = Any>,
 {
     let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
-    let row = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(executor)
-        .await?;
-    Ok(row.as_ref().map(payment_from_row).transpose()?)
+        .optional(executor, payment_from_row)
+        .await?)
 }
 
 pub async fn list_payments<'e, E>(
@@ -126,16 +122,12 @@ where
     let sql = format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE contract_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(contract_id)
         .bind(after.unwrap_or_default())
         .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(payment_from_row)
-        .collect::<Result<_, _>>()?)
+        .all(executor, payment_from_row)
+        .await?)
 }
 
 /// Takes `amount` off what is left of a payment, atomically. False when less

@@ -10,7 +10,6 @@ use crate::api::FeedbackApi;
 use crate::common::score;
 use crate::domain::{self, Side};
 use crate::error::Error;
-use crate::events::emit;
 use crate::moderation;
 use crate::store::{CLIENT_TO_FREELANCER, EndFeedback, FREELANCER_TO_CLIENT};
 use shared::auth::Caller;
@@ -235,8 +234,7 @@ impl FeedbackApi {
                         create_time: now,
                     };
                     store::insert_end_feedback(unit.tx(), &feedback).await?;
-                    emit(
-                        unit,
+                    unit.event(
                         &id,
                         now,
                         "EndContractFeedbackSubmitted",
@@ -258,8 +256,7 @@ impl FeedbackApi {
                     let revealed = if both {
                         let ids = store::reveal(unit.tx(), &id, now).await?;
                         if !ids.is_empty() {
-                            emit(
-                                unit,
+                            unit.event(
                                 &id,
                                 now,
                                 "FeedbackRevealed",
@@ -395,8 +392,7 @@ impl FeedbackApi {
                     let response = pb::ReplyToFeedbackResponse {
                         reply: Some(reply_pb(&reply)),
                     };
-                    emit(
-                        unit,
+                    unit.event(
                         &feedback.contract_id,
                         now,
                         "ReplyPosted",

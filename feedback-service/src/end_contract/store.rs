@@ -2,6 +2,7 @@
 //! them, and revealing feedback whose window closed.
 
 use chrono::{DateTime, Utc};
+use shared::db::rows::{Fetch, column};
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
@@ -57,11 +58,10 @@ where
 {
     let sql =
         format!("SELECT {END_COLUMNS} FROM end_feedback WHERE contract_id = $1 ORDER BY direction");
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(contract_id)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.iter().map(end_from_row).collect::<Result<_, _>>()?)
+        .all(executor, end_from_row)
+        .await?)
 }
 
 pub async fn get_end_feedback<'e, E>(executor: E, id: &str) -> Result<Option<EndFeedback>, Error>
@@ -69,11 +69,10 @@ where
     E: Executor<'e, Database = Any>,
 {
     let sql = format!("SELECT {END_COLUMNS} FROM end_feedback WHERE id = $1");
-    let row = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(executor)
-        .await?;
-    Ok(row.as_ref().map(end_from_row).transpose()?)
+        .optional(executor, end_from_row)
+        .await?)
 }
 
 /// Marks a contract's feedback revealed; returns the ids this call revealed
@@ -105,17 +104,11 @@ pub async fn closed_unrevealed_contracts<'e, E>(
 where
     E: Executor<'e, Database = Any>,
 {
-    let rows = sqlx::query(
+    Ok(sqlx::query(
         "SELECT DISTINCT contract_id FROM end_feedback WHERE revealed_at IS NULL AND window_close_at <= $1 ORDER BY contract_id LIMIT $2",
     )
     .bind(to_micros(now))
-    .bind(limit)
-    .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get("contract_id"))
-        .collect::<Result<_, _>>()?)
+    .bind(limit).all(executor, column("contract_id")).await?)
 }
 
 /// Adds the reply; the database allows one per feedback.

@@ -1,6 +1,7 @@
 //! SQL of work history and job-success inputs.
 
-use sqlx::{Any, AssertSqlSafe, Executor, Row};
+use shared::db::rows::{Fetch, column};
+use sqlx::{Any, AssertSqlSafe, Executor};
 
 use crate::error::Error;
 use crate::store::{
@@ -21,10 +22,9 @@ where
     let sql = format!(
         "SELECT {MID_COLUMNS} FROM mid_feedback WHERE contract_id IN ({{ids}}) ORDER BY created_at, id"
     );
-    let rows = shared::db::query_with_ids(&sql, contract_ids)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.iter().map(mid_from_row).collect::<Result<_, _>>()?)
+    Ok(shared::db::query_with_ids(&sql, contract_ids)
+        .all(executor, mid_from_row)
+        .await?)
 }
 
 /// A page of a freelancer's contracts that have feedback for them, by contract id.
@@ -37,7 +37,7 @@ pub async fn history_contracts<'e, E>(
 where
     E: Executor<'e, Database = Any>,
 {
-    let rows = sqlx::query(
+    Ok(sqlx::query(
         // Each side is cut to the page before the union, so a page reads
         // about `limit` index entries however long the history is.
         "SELECT contract_id FROM (\
@@ -51,12 +51,8 @@ where
     .bind(freelancer_id)
     .bind(after.unwrap_or_default())
     .bind(limit)
-    .fetch_all(executor)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get("contract_id"))
-        .collect::<Result<_, _>>()?)
+    .all(executor, column("contract_id"))
+    .await?)
 }
 
 /// Client-to-freelancer feedback of these contracts.
@@ -73,10 +69,9 @@ where
     let sql = format!(
         "SELECT {END_COLUMNS} FROM end_feedback WHERE direction = 'CLIENT_TO_FREELANCER' AND contract_id IN ({{ids}})"
     );
-    let rows = shared::db::query_with_ids(&sql, contract_ids)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.iter().map(end_from_row).collect::<Result<_, _>>()?)
+    Ok(shared::db::query_with_ids(&sql, contract_ids)
+        .all(executor, end_from_row)
+        .await?)
 }
 
 /// A page of a freelancer's received end-of-contract feedback (Job Success inputs).
@@ -93,11 +88,10 @@ where
         "SELECT {END_COLUMNS} FROM end_feedback WHERE freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER' \
          AND id > $2 ORDER BY id LIMIT $3"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(freelancer_id)
         .bind(after.unwrap_or_default())
         .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.iter().map(end_from_row).collect::<Result<_, _>>()?)
+        .all(executor, end_from_row)
+        .await?)
 }

@@ -13,7 +13,6 @@ use crate::api::FeedbackApi;
 use crate::common::{require_eligible, score};
 use crate::domain::{self, Cohort, ContractFacts, Eligibility, Side};
 use crate::error::Error;
-use crate::events::emit;
 use crate::store::{BonusState, MidFeedback};
 use shared::auth::{Caller, scope};
 use shared::ids;
@@ -248,8 +247,7 @@ impl FeedbackApi {
                     let response = pb::SubmitMidContractFeedbackResponse {
                         feedback: Some(mid_pb(&feedback)),
                     };
-                    emit(
-                        unit,
+                    unit.event(
                         &id,
                         now,
                         "MidContractFeedbackGiven",

@@ -1,6 +1,7 @@
 //! SQL of mid-contract feedback: inserting and reading it, and the
 //! pending bonuses the payer works through.
 
+use shared::db::rows::Fetch;
 use sqlx::{Any, AssertSqlSafe, Executor};
 
 use crate::error::Error;
@@ -43,11 +44,10 @@ where
     let sql = format!(
         "SELECT {MID_COLUMNS} FROM mid_feedback WHERE bonus_state = 'PENDING' ORDER BY created_at LIMIT $1"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows.iter().map(mid_from_row).collect::<Result<_, _>>()?)
+        .all(executor, mid_from_row)
+        .await?)
 }
 
 /// Marks a pending bonus paid. False if it was not pending any more.

@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use crate::api::FeedbackApi;
 use crate::common::{next_token, page_size, page_token};
 use crate::error::Error;
-use crate::events::emit;
 use shared::auth::{Caller, scope};
 use shared::ids;
 use shared::proto::feedback::v1 as pb;
@@ -235,7 +234,7 @@ async fn act(
                     ),
                 };
                 tell_author(unit, &action, kind, &text, now);
-                emit(unit, &action.contract_id, now, kind_name, payload);
+                unit.event(&action.contract_id, now, kind_name, payload);
                 Ok(view)
             })
         })

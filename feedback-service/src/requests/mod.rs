@@ -12,7 +12,7 @@ use crate::api::FeedbackApi;
 use crate::common::{next_token, page_size, page_token, require_eligible};
 use crate::domain::Side;
 use crate::error::Error;
-use crate::events::{emit, notify};
+use crate::events::notify;
 use shared::auth::Caller;
 use shared::ids;
 use shared::proto::feedback::v1 as pb;
@@ -62,8 +62,7 @@ pub(crate) fn emit_expired(
     for request in expired {
         let mut view = request_pb(request, now);
         view.state = pb::FeedbackRequestState::Expired as i32;
-        emit(
-            unit,
+        unit.event(
             &request.contract_id,
             now,
             "RequestExpired",
@@ -111,8 +110,7 @@ impl FeedbackApi {
                     };
                     store::insert_request(unit.tx(), &request).await?;
                     let view = request_pb(&request, now);
-                    emit(
-                        unit,
+                    unit.event(
                         &id,
                         now,
                         "FeedbackRequested",

@@ -2,6 +2,7 @@
 //! them.
 
 use chrono::{DateTime, Utc};
+use shared::db::rows::Fetch;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
@@ -21,16 +22,12 @@ pub async fn expire_requests(
          WHERE state = 'PENDING' AND expire_at <= $1 AND ($2 = '' OR contract_id = $2) ORDER BY expire_at LIMIT $3) \
          RETURNING {REQUEST_COLUMNS}"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(to_micros(now))
         .bind(contract_id.unwrap_or_default())
         .bind(limit)
-        .fetch_all(&mut **tx)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(request_from_row)
-        .collect::<Result<_, _>>()?)
+        .all(&mut **tx, request_from_row)
+        .await?)
 }
 
 /// Adds a pending request; the database allows one pending request per contract.
@@ -90,14 +87,10 @@ where
     let sql = format!(
         "SELECT {REQUEST_COLUMNS} FROM feedback_requests WHERE contract_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
+    Ok(sqlx::query(AssertSqlSafe(sql))
         .bind(contract_id)
         .bind(after.unwrap_or_default())
         .bind(limit)
-        .fetch_all(executor)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(request_from_row)
-        .collect::<Result<_, _>>()?)
+        .all(executor, request_from_row)
+        .await?)
 }

@@ -6,7 +6,6 @@ use std::time::Duration as StdDuration;
 use super::{FIRST_BACKOFF, double};
 use crate::api::FeedbackApi;
 use crate::error::Error;
-use crate::events::emit;
 use crate::mid_contract as store;
 use shared::proto::contract::v1::Money;
 use shared::proto::feedback::v1 as pb;
@@ -48,8 +47,7 @@ pub async fn pay_pending_bonuses(api: &FeedbackApi) -> Result<usize, Error> {
                                         amount_minor: amount,
                                     }),
                                 };
-                                emit(
-                                    unit,
+                                unit.event(
                                     &contract_id,
                                     now,
                                     "BonusPaid",

@@ -6,7 +6,6 @@ use std::time::Duration as StdDuration;
 use crate::api::FeedbackApi;
 use crate::end_contract::{closed_unrevealed_contracts, reveal};
 use crate::error::Error;
-use crate::events::emit;
 use crate::requests::{emit_expired, expire_requests};
 use crate::store;
 use shared::proto::feedback::v1 as pb;
@@ -32,8 +31,7 @@ pub async fn sweep(api: &FeedbackApi) -> Result<(), Error> {
                     store::lock_contract(unit.tx(), &contract_id).await?;
                     let ids = reveal(unit.tx(), &contract_id, now).await?;
                     if !ids.is_empty() {
-                        emit(
-                            unit,
+                        unit.event(
                             &contract_id,
                             now,
                             "FeedbackRevealed",

@@ -22,6 +22,7 @@ use crate::sqlite_inline::InlineConnection;
 use crate::writer::WriteOptions;
 
 mod conn;
+pub mod rows;
 
 use conn::{InlineTx, Inner};
 pub use conn::{Reader, Tx, TxConn};

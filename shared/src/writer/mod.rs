@@ -157,6 +157,17 @@ impl Unit {
     pub fn emit(&mut self, event: outbox::NewEvent) {
         self.events.push(event);
     }
+
+    /// Adds the event of a change to `contract_id` at `now` (see [`Unit::emit`]).
+    pub fn event(
+        &mut self,
+        contract_id: &str,
+        now: DateTime<Utc>,
+        kind: &'static str,
+        payload: impl outbox::EventPayload,
+    ) {
+        self.emit(outbox::NewEvent::of(contract_id, now, kind, payload));
+    }
 }
 
 /// A mutation's work: it runs inside the batch's transaction.
