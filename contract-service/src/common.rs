@@ -6,6 +6,7 @@ use crate::error::Error;
 use shared::auth::Caller;
 use shared::paging;
 use shared::proto::contract::v1 as pb;
+use shared::status::Common;
 use shared::status::FieldViolation;
 use shared::validate::{self, Violations};
 
@@ -93,8 +94,12 @@ pub(crate) fn require_request_id(v: &mut Violations, value: &str) {
 /// Where a page starts: after the id in `token`, which must have been issued
 /// for the same `filter`.
 pub(crate) fn page_after(token: &str, filter: &str) -> Result<Option<String>, Error> {
-    paging::decode(token, filter)
-        .map_err(|e| Error::InvalidArgument(vec![FieldViolation::new("page_token", e)]))
+    paging::decode(token, filter).map_err(|e| {
+        Error::from(Common::InvalidArgument(vec![FieldViolation::new(
+            "page_token",
+            e,
+        )]))
+    })
 }
 
 /// Cuts a page read with one row more than `size` down to `size`, and returns

@@ -7,8 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tonic::{Code, Status};
 
 use crate::domain::{DisputeState, Role};
-use shared::idempotency::IdempotencyError;
-use shared::status::{self, FieldViolation};
+use shared::status::{self, Common, FieldViolation};
 
 /// `ErrorInfo.domain` of this service's errors.
 pub const DOMAIN: &str = "contracts.marketplace";
@@ -16,8 +15,6 @@ pub const DOMAIN: &str = "contracts.marketplace";
 /// Everything a contract-service call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid argument")]
-    InvalidArgument(Vec<FieldViolation>),
     #[error("the caller is not a party to contract {contract_id}, or it does not exist")]
     NotAParty { contract_id: String },
     #[error("only the {} of the contract may do this", roles(allowed))]
@@ -81,28 +78,12 @@ pub enum Error {
         field: &'static str,
         message: String,
     },
-    #[error("request_id was already used with different parameters")]
-    IdempotencyMismatch,
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Bad input, a reused `request_id`, the database, a broken invariant.
+    #[error(transparent)]
+    Common(Common),
 }
 
-impl From<IdempotencyError> for Error {
-    fn from(err: IdempotencyError) -> Self {
-        match err {
-            IdempotencyError::Mismatch => Error::IdempotencyMismatch,
-            IdempotencyError::Database(e) => Error::Database(e),
-        }
-    }
-}
-
-impl From<Vec<FieldViolation>> for Error {
-    fn from(violations: Vec<FieldViolation>) -> Self {
-        Error::InvalidArgument(violations)
-    }
-}
+shared::common_error_from!(Error);
 
 fn roles(allowed: &[Role]) -> String {
     allowed
@@ -200,7 +181,6 @@ impl From<Error> for Status {
             );
         }
         match err {
-            Error::InvalidArgument(violations) => status::invalid_argument(DOMAIN, &violations),
             Error::CurrencyMismatch { .. } => status::invalid_argument(
                 DOMAIN,
                 &[FieldViolation::new("amount.currency_code", err.to_string())],
@@ -215,10 +195,6 @@ impl From<Error> for Status {
             Error::PaymentKindMismatch => {
                 status::invalid_argument(DOMAIN, &[FieldViolation::new("kind", err.to_string())])
             }
-            Error::IdempotencyMismatch => status::invalid_argument(
-                DOMAIN,
-                &[FieldViolation::new("request_id", err.to_string())],
-            ),
             Error::NotAParty { .. } | Error::WrongParty { .. } | Error::MissingScope(_) => {
                 status::with_reason(
                     Code::PermissionDenied,
@@ -230,11 +206,7 @@ impl From<Error> for Status {
             Error::NotFound { .. } => {
                 status::with_reason(Code::NotFound, DOMAIN, "NOT_FOUND", err.to_string())
             }
-            Error::Database(ref e) if shared::db::is_unavailable(e) => {
-                status::database_unavailable(DOMAIN, e)
-            }
-            Error::Database(ref e) => status::internal(DOMAIN, e),
-            Error::Internal(_) => status::internal(DOMAIN, &err),
+            Error::Common(common) => common.status(DOMAIN),
             // Every precondition was handled above.
             other => status::internal(DOMAIN, &other),
         }

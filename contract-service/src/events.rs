@@ -12,6 +12,7 @@ use crate::grpc::ContractApi;
 use shared::auth::{Caller, scope};
 use shared::outbox;
 use shared::proto::contract::v1 as pb;
+use shared::status::Common;
 
 pub(crate) type EventStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
@@ -39,7 +40,7 @@ impl ContractApi {
                 pb::WatchEventsResponse { event: Some(event) }
             },
         )
-        .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        .map_err(|violation| Error::from(Common::InvalidArgument(vec![violation])))?;
         Ok(Box::pin(stream))
     }
 }

@@ -7,6 +7,7 @@ use crate::domain::{self, Cohort, ContractFacts, Rules};
 use crate::error::Error;
 use crate::store;
 use shared::paging;
+use shared::status::Common;
 use shared::status::FieldViolation;
 use shared::validate::{self, Violations};
 use shared::writer::Unit;
@@ -52,8 +53,12 @@ pub(crate) fn score(v: &mut Violations, field: &str, value: i32) -> i32 {
 }
 
 pub(crate) fn page_token(token: &str, filter: &str) -> Result<Option<String>, Error> {
-    paging::decode(token, filter)
-        .map_err(|e| Error::InvalidArgument(vec![FieldViolation::new("page_token", e)]))
+    paging::decode(token, filter).map_err(|e| {
+        Error::from(Common::InvalidArgument(vec![FieldViolation::new(
+            "page_token",
+            e,
+        )]))
+    })
 }
 
 pub(crate) fn next_token<T>(

@@ -16,6 +16,7 @@ use crate::error::Error;
 use shared::observe::{Observe, ObserveLayer};
 use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
+use shared::status::Common;
 
 type Client = ContractServiceClient<Observe<Channel>>;
 
@@ -221,11 +222,11 @@ impl Contracts {
             .record_payment(request)
             .await
             .map_err(failure)?;
-        response
-            .into_inner()
-            .payment
-            .map(|p| p.id)
-            .ok_or_else(|| Error::Internal("RecordPayment answered without a payment".into()))
+        response.into_inner().payment.map(|p| p.id).ok_or_else(|| {
+            Error::from(Common::Internal(
+                "RecordPayment answered without a payment".into(),
+            ))
+        })
     }
 }
 
@@ -250,8 +251,12 @@ fn facts(c: pb::Contract) -> Result<ContractFacts, Error> {
     let time = |t: Option<prost_types::Timestamp>| t.as_ref().and_then(shared::time::from_proto);
     Ok(ContractFacts {
         active: c.state == pb::ContractState::Active as i32,
-        start_time: time(c.start_time)
-            .ok_or_else(|| Error::Internal(format!("contract {} has no start time", c.id)))?,
+        start_time: time(c.start_time).ok_or_else(|| {
+            Error::from(Common::Internal(format!(
+                "contract {} has no start time",
+                c.id
+            )))
+        })?,
         end_time: time(c.end_time),
         last_payment_time: time(c.last_payment_time),
         net_paid_minor: c.net_paid.map(|m| m.amount_minor).unwrap_or(0),

@@ -6,8 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tonic::{Code, Status};
 
 use crate::domain::UnmetRule;
-use shared::idempotency::IdempotencyError;
-use shared::status::{self, FieldViolation};
+use shared::status::{self, Common, FieldViolation};
 
 /// `ErrorInfo.domain` of this service's errors.
 pub const DOMAIN: &str = "feedback.marketplace";
@@ -15,8 +14,6 @@ pub const DOMAIN: &str = "feedback.marketplace";
 /// Everything a feedback-service call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid argument")]
-    InvalidArgument(Vec<FieldViolation>),
     #[error("the caller is not a party to contract {contract_id}, or it does not exist")]
     NotAParty { contract_id: String },
     #[error("only the {0} of the contract may do this")]
@@ -57,34 +54,18 @@ pub enum Error {
     AlreadyHidden,
     #[error("this feedback is not hidden")]
     NotHidden,
-    #[error("request_id was already used with different parameters")]
-    IdempotencyMismatch,
     #[error("contract-service is unavailable; nothing was written, retry later")]
     ContractServiceUnavailable(#[source] tonic::Status),
     #[error("the deadline passed while waiting for contract-service; nothing was written")]
     ContractServiceDeadline(#[source] tonic::Status),
     #[error("contract-service failed")]
     ContractService(#[source] tonic::Status),
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// Bad input, a reused `request_id`, the database, a broken invariant.
+    #[error(transparent)]
+    Common(Common),
 }
 
-impl From<IdempotencyError> for Error {
-    fn from(err: IdempotencyError) -> Self {
-        match err {
-            IdempotencyError::Mismatch => Error::IdempotencyMismatch,
-            IdempotencyError::Database(e) => Error::Database(e),
-        }
-    }
-}
-
-impl From<Vec<FieldViolation>> for Error {
-    fn from(violations: Vec<FieldViolation>) -> Self {
-        Error::InvalidArgument(violations)
-    }
-}
+shared::common_error_from!(Error);
 
 fn rfc3339(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -97,14 +78,9 @@ impl From<Error> for Status {
         };
         let none = HashMap::new;
         match &err {
-            Error::InvalidArgument(violations) => status::invalid_argument(DOMAIN, violations),
             Error::BonusNotAllowed | Error::BonusCurrency { .. } => {
                 status::invalid_argument(DOMAIN, &[FieldViolation::new("bonus", err.to_string())])
             }
-            Error::IdempotencyMismatch => status::invalid_argument(
-                DOMAIN,
-                &[FieldViolation::new("request_id", err.to_string())],
-            ),
             Error::NotAParty { .. }
             | Error::WrongSide(_)
             | Error::MissingScope(_)
@@ -169,11 +145,7 @@ impl From<Error> for Status {
                 err.to_string(),
             ),
             Error::ContractService(cause) => status::internal(DOMAIN, cause),
-            Error::Database(e) if shared::db::is_unavailable(e) => {
-                status::database_unavailable(DOMAIN, e)
-            }
-            Error::Database(e) => status::internal(DOMAIN, e),
-            Error::Internal(_) => status::internal(DOMAIN, &err),
+            Error::Common(common) => common.status(DOMAIN),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::error::{DOMAIN, Error};
 use shared::auth::{Caller, scope};
 use shared::outbox;
 use shared::proto::feedback::v1 as pb;
+use shared::status::Common;
 use shared::writer::Unit;
 
 /// Asks for `notification` to go out by email and by in-app message (its
@@ -66,7 +67,7 @@ impl FeedbackApi {
                 pb::WatchEventsResponse { event: Some(event) }
             },
         )
-        .map_err(|violation| Error::InvalidArgument(vec![violation]))?;
+        .map_err(|violation| Error::from(Common::InvalidArgument(vec![violation])))?;
         Ok(Box::pin(stream))
     }
 }

@@ -34,6 +34,79 @@ impl std::fmt::Display for FieldViolation {
 /// The `ErrorInfo.domain` of a service, e.g. `contracts.marketplace`.
 pub type Domain = &'static str;
 
+/// The failures every service shares (bad input, a reused `request_id`, the
+/// database, a broken invariant), mapped to a status once, in [`Common::status`].
+#[derive(Debug, thiserror::Error)]
+pub enum Common {
+    #[error("invalid argument")]
+    InvalidArgument(Vec<FieldViolation>),
+    #[error("request_id was already used with different parameters")]
+    IdempotencyMismatch,
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<crate::idempotency::IdempotencyError> for Common {
+    fn from(err: crate::idempotency::IdempotencyError) -> Self {
+        match err {
+            crate::idempotency::IdempotencyError::Mismatch => Common::IdempotencyMismatch,
+            crate::idempotency::IdempotencyError::Database(e) => Common::Database(e),
+        }
+    }
+}
+
+impl From<Vec<FieldViolation>> for Common {
+    fn from(violations: Vec<FieldViolation>) -> Self {
+        Common::InvalidArgument(violations)
+    }
+}
+
+impl Common {
+    /// The status of this failure, in `domain`.
+    pub fn status(&self, domain: Domain) -> Status {
+        match self {
+            Common::InvalidArgument(violations) => invalid_argument(domain, violations),
+            Common::IdempotencyMismatch => invalid_argument(
+                domain,
+                &[FieldViolation::new("request_id", self.to_string())],
+            ),
+            Common::Database(e) if crate::db::is_unavailable(e) => database_unavailable(domain, e),
+            Common::Database(e) => internal(domain, e),
+            Common::Internal(_) => internal(domain, self),
+        }
+    }
+}
+
+/// Lets `?` turn what [`Common`] is made from into a service's error type,
+/// whose `Common` variant holds it.
+#[macro_export]
+macro_rules! common_error_from {
+    ($error:ty) => {
+        impl From<$crate::status::Common> for $error {
+            fn from(common: $crate::status::Common) -> Self {
+                Self::Common(common)
+            }
+        }
+        impl From<::sqlx::Error> for $error {
+            fn from(err: ::sqlx::Error) -> Self {
+                Self::Common(err.into())
+            }
+        }
+        impl From<$crate::idempotency::IdempotencyError> for $error {
+            fn from(err: $crate::idempotency::IdempotencyError) -> Self {
+                Self::Common(err.into())
+            }
+        }
+        impl From<Vec<$crate::status::FieldViolation>> for $error {
+            fn from(violations: Vec<$crate::status::FieldViolation>) -> Self {
+                Self::Common(violations.into())
+            }
+        }
+    };
+}
+
 /// INVALID_ARGUMENT naming every bad field.
 pub fn invalid_argument(domain: Domain, violations: &[FieldViolation]) -> Status {
     let message = format!(

@@ -15,6 +15,7 @@ use rules::{Contract, ContractState, ContractType, Party};
 use shared::auth::{Caller, scope};
 use shared::ids;
 use shared::proto::contract::v1 as pb;
+use shared::status::Common;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, Violations};
 use shared::writer::Call;
@@ -292,7 +293,9 @@ impl ContractApi {
                     let ended = store::get_contract(&mut **unit.tx(), &id)
                         .await?
                         .ok_or_else(|| {
-                            Error::Internal(format!("contract {id} vanished while ending"))
+                            Error::from(Common::Internal(format!(
+                                "contract {id} vanished while ending"
+                            )))
                         })?;
                     let response = pb::EndContractResponse {
                         contract: Some(contract_pb(&ended)),

@@ -25,6 +25,7 @@ use shared::auth::{Caller, scope};
 use shared::db::Tx;
 use shared::ids;
 use shared::proto::contract::v1 as pb;
+use shared::status::Common;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, Violations};
 use shared::writer::Unit;
@@ -171,12 +172,14 @@ pub(crate) async fn load(
 
 /// The dispute as committed by this transaction, with its refunds.
 pub(crate) async fn reread(tx: &mut Tx, id: &str) -> Result<pb::Dispute, Error> {
-    let dispute = store::get_dispute(&mut **tx, id)
-        .await?
-        .ok_or_else(|| Error::Internal(format!("dispute {id} vanished in its transition")))?;
+    let dispute = store::get_dispute(&mut **tx, id).await?.ok_or_else(|| {
+        Error::from(Common::Internal(format!(
+            "dispute {id} vanished in its transition"
+        )))
+    })?;
     let mut out = with_refunds(&mut **tx, vec![dispute]).await?;
     out.pop()
-        .ok_or_else(|| Error::Internal(format!("dispute {id} not mapped")))
+        .ok_or_else(|| Error::from(Common::Internal(format!("dispute {id} not mapped"))))
 }
 
 /// Why a conditional transition found nothing to change: the state a
@@ -184,7 +187,7 @@ pub(crate) async fn reread(tx: &mut Tx, id: &str) -> Result<pb::Dispute, Error> 
 pub(crate) async fn lost_race(tx: &mut Tx, id: &str, expected: DisputeState) -> Error {
     let state = match store::get_dispute(&mut **tx, id).await {
         Ok(Some(d)) => d.state,
-        Ok(None) => return Error::Internal(format!("dispute {id} vanished")),
+        Ok(None) => return Error::from(Common::Internal(format!("dispute {id} vanished"))),
         Err(e) => return e,
     };
     match expected {
@@ -209,10 +212,10 @@ pub(crate) async fn settle(
     let mut refunded = 0;
     for (payment_id, amount) in plan {
         if !take_refund(unit.tx(), &payment_id, amount).await? {
-            return Err(Error::Internal(format!(
+            return Err(Error::from(Common::Internal(format!(
                 "payment {payment_id} changed under its lock while refunding dispute {}",
                 dispute.id
-            )));
+            ))));
         }
         let refund = Refund {
             id: ids::new_id("ref"),

@@ -15,6 +15,7 @@ use rules::{NewPayment, Payment, PaymentKind, Refund};
 use shared::auth::{Caller, scope};
 use shared::ids;
 use shared::proto::contract::v1 as pb;
+use shared::status::Common;
 use shared::time::to_proto;
 use shared::validate::{self, Violations};
 use shared::writer::Call;
@@ -225,9 +226,9 @@ impl ContractApi {
                     let updated = store::get_payment(&mut **unit.tx(), &payment_id)
                         .await?
                         .ok_or_else(|| {
-                            Error::Internal(format!(
+                            Error::from(Common::Internal(format!(
                                 "payment {payment_id} vanished while refunding"
-                            ))
+                            )))
                         })?;
                     let response = pb::RefundPaymentResponse {
                         refund: Some(refund_pb(&refund)),

@@ -15,6 +15,7 @@ use crate::store::{CLIENT_TO_FREELANCER, EndFeedback, FREELANCER_TO_CLIENT};
 use shared::auth::Caller;
 use shared::ids;
 use shared::proto::feedback::v1 as pb;
+use shared::status::Common;
 use shared::status::FieldViolation;
 use shared::time::to_proto;
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
@@ -171,7 +172,9 @@ impl FeedbackApi {
         };
         v.finish()?;
         let Some((direction_side, scores)) = scores else {
-            return Err(Error::Internal("scores validated but missing".into()));
+            return Err(Error::from(Common::Internal(
+                "scores validated but missing".into(),
+            )));
         };
         let (facts, side) = self.contract_for(&caller, &id, deadline).await?;
         let Some(side) = side else {
@@ -183,10 +186,12 @@ impl FeedbackApi {
             } else {
                 "client_scores"
             };
-            return Err(Error::InvalidArgument(vec![FieldViolation::new(
-                field,
-                "is what this caller rates; the other set is for the other party",
-            )]));
+            return Err(Error::from(Common::InvalidArgument(vec![
+                FieldViolation::new(
+                    field,
+                    "is what this caller rates; the other set is for the other party",
+                ),
+            ])));
         }
         let now = self.now();
         let end = match facts.end_time {
