@@ -33,6 +33,123 @@ async fn successes<T>(
     answers
 }
 
+/// client-1's contract with free-1 in USD, titled `title`, of `kind`; the rest default.
+fn terms(title: &str, kind: pb::ContractType) -> pb::CreateContractRequest {
+    pb::CreateContractRequest {
+        client_id: "client-1".into(),
+        freelancer_id: "free-1".into(),
+        title: title.into(),
+        r#type: kind as i32,
+        currency_code: "USD".into(),
+        ..Default::default()
+    }
+}
+
+/// A fresh contract-service holding client-1's hourly contract with free-1.
+async fn app_with_contract(backend: &TestBackend) -> (TestApp, pb::Contract) {
+    let app = TestApp::spawn(backend).await;
+    let c = app.hourly_contract("client-1", "free-1").await;
+    (app, c)
+}
+
+/// free-1 logs `minutes` from `start` (RFC 3339) on `c`, which must succeed.
+async fn log(app: &TestApp, c: &pb::Contract, start: &str, minutes: i32) -> pb::TimeEntry {
+    app.log_time("free-1", &c.id, at(start), minutes)
+        .await
+        .expect("log time")
+}
+
+/// free-1 logging `minutes` from `start` on `c` fails FAILED_PRECONDITION for `why`.
+async fn log_refused(app: &TestApp, c: &pb::Contract, start: &str, minutes: i32, why: &str) {
+    let refused = app.log_time("free-1", &c.id, at(start), minutes).await;
+    assert_failed(refused, Code::FailedPrecondition, why);
+}
+
+/// `user` reads contract `c` (the read must succeed).
+async fn contract_as(app: &TestApp, user: &str, c: &pb::Contract) -> pb::Contract {
+    let request = pb::GetContractRequest {
+        contract_id: c.id.clone(),
+    };
+    app.get_contract(as_user(user, request))
+        .await
+        .expect("contract")
+}
+
+/// The events from ContractEnded on (panics when the contract did not end).
+fn from_the_end(events: &[pb::Event]) -> &[pb::Event] {
+    let end_at = events
+        .iter()
+        .position(|e| matches!(e.payload, Some(pb::event::Payload::ContractEnded(_))))
+        .expect("ContractEnded event");
+    &events[end_at..]
+}
+
+/// Starts `count` calls of `call(app, id, i)` released together by a barrier.
+fn all_at_once<T, Fut>(
+    app: &Arc<TestApp>,
+    id: &str,
+    count: usize,
+    call: impl Fn(Arc<TestApp>, String, usize) -> Fut,
+) -> Vec<tokio::task::JoinHandle<T>>
+where
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(count));
+    (0..count)
+        .map(|i| {
+            let (barrier, call) = (barrier.clone(), call(app.clone(), id.to_owned(), i));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                call.await
+            })
+        })
+        .collect()
+}
+
+/// Ends `c` as client-1 once `barrier` opens (after a yield, so racing calls go first).
+fn spawn_ender(
+    app: &Arc<TestApp>,
+    barrier: &Arc<Barrier>,
+    c: &pb::Contract,
+) -> tokio::task::JoinHandle<Result<pb::EndContractResponse, tonic::Status>> {
+    let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
+    tokio::spawn(async move {
+        barrier.wait().await;
+        tokio::task::yield_now().await;
+        app.end_contract("client-1", &id, "").await
+    })
+}
+
+/// client-1 reads the billing week of `c` containing `week_time` (current week when None).
+async fn billing_week(
+    app: &TestApp,
+    c: &pb::Contract,
+    week_time: Option<chrono::DateTime<chrono::Utc>>,
+) -> pb::GetBillingWeekResponse {
+    let request = pb::GetBillingWeekRequest {
+        contract_id: c.id.clone(),
+        week_time: week_time.map(ts),
+    };
+    app.contracts
+        .clone()
+        .get_billing_week(as_user("client-1", request))
+        .await
+        .expect("billing week")
+        .into_inner()
+}
+
+/// The ids of the time entries in `c`'s current diary week, sorted (read by client-1).
+async fn diary_entry_ids(app: &TestApp, c: &pb::Contract) -> Vec<String> {
+    let diary = app
+        .work_diary("client-1", &c.id, None)
+        .await
+        .expect("diary");
+    let mut ids: Vec<_> = diary.time_entries.iter().map(|e| e.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
 fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &str) {
     let status = result.expect_err("call should have failed");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -43,12 +160,9 @@ fn assert_invalid(result: Result<impl std::fmt::Debug, tonic::Status>, field: &s
 }
 
 async fn ending_a_contract_locks_the_work_diary(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
-    let entry = app
-        .log_time("free-1", &c.id, at("2026-11-18T09:00:00Z"), 30)
-        .await
-        .expect("log time while active");
+    let (app, c) = app_with_contract(&backend).await;
+    // Log time while active.
+    let entry = log(&app, &c, "2026-11-18T09:00:00Z", 30).await;
 
     let ended = app
         .end_contract("client-1", &c.id, "")
@@ -71,12 +185,7 @@ async fn ending_a_contract_locks_the_work_diary(backend: TestBackend) {
         ]
     );
 
-    assert_failed(
-        app.log_time("free-1", &c.id, at("2026-11-18T09:30:00Z"), 10)
-            .await,
-        Code::FailedPrecondition,
-        "WORK_DIARY_LOCKED",
-    );
+    log_refused(&app, &c, "2026-11-18T09:30:00Z", 10, "WORK_DIARY_LOCKED").await;
     let delete = app
         .contracts
         .clone()
@@ -102,12 +211,9 @@ async fn ending_a_contract_locks_the_work_diary(backend: TestBackend) {
 }
 
 async fn either_party_may_end_but_nobody_else(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
-    let stranger = app
-        .end_contract("mallory", &c.id, "")
-        .await
-        .expect_err("stranger");
+    let (app, c) = app_with_contract(&backend).await;
+    let end_as = |user| app.end_contract(user, &c.id, "");
+    let stranger = end_as("mallory").await.expect_err("stranger");
     assert_eq!(stranger.code(), Code::PermissionDenied);
     // An unknown contract reads exactly like someone else's.
     let unknown_id = shared::ids::new_id("ctr");
@@ -120,10 +226,7 @@ async fn either_party_may_end_but_nobody_else(backend: TestBackend) {
         unknown.message().replace(&unknown_id, "ID"),
         stranger.message().replace(&c.id, "ID")
     );
-    let by_freelancer = app
-        .end_contract("free-1", &c.id, "")
-        .await
-        .expect("freelancer ends");
+    let by_freelancer = end_as("free-1").await.expect("freelancer ends");
     assert_eq!(
         by_freelancer.contract.expect("contract").ended_by,
         pb::Party::Freelancer as i32
@@ -142,25 +245,19 @@ async fn either_party_may_end_but_nobody_else(backend: TestBackend) {
 }
 
 async fn ending_twice_fails_unless_it_is_a_retry(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
-    let first = app
-        .end_contract("client-1", &c.id, "end-1")
-        .await
-        .expect("end");
+    let (app, c) = app_with_contract(&backend).await;
+    let end = |request_id| app.end_contract("client-1", &c.id, request_id);
+    let first = end("end-1").await.expect("end");
     app.set_time(app.now() + Duration::minutes(5));
-    let retry = app
-        .end_contract("client-1", &c.id, "end-1")
-        .await
-        .expect("retry");
+    let retry = end("end-1").await.expect("retry");
     assert_eq!(retry, first, "a retry returns the first result");
     assert_failed(
-        app.end_contract("client-1", &c.id, "").await,
+        end("").await,
         Code::FailedPrecondition,
         "CONTRACT_ALREADY_ENDED",
     );
     assert_failed(
-        app.end_contract("client-1", &c.id, "end-2").await,
+        end("end-2").await,
         Code::FailedPrecondition,
         "CONTRACT_ALREADY_ENDED",
     );
@@ -180,8 +277,8 @@ async fn ending_twice_fails_unless_it_is_a_retry(backend: TestBackend) {
 }
 
 async fn end_contract_racing_log_time_leaves_nothing_after_the_lock(backend: TestBackend) {
-    let app = Arc::new(TestApp::spawn(&backend).await);
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
+    let app = Arc::new(app);
     let writers = 48;
     let barrier = Arc::new(Barrier::new(writers + 1));
     let mut tasks = Vec::new();
@@ -194,14 +291,7 @@ async fn end_contract_racing_log_time_leaves_nothing_after_the_lock(backend: Tes
             app.log_time("free-1", &id, start, 10).await
         }));
     }
-    let ender = {
-        let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
-        tokio::spawn(async move {
-            barrier.wait().await;
-            tokio::task::yield_now().await;
-            app.end_contract("client-1", &id, "").await
-        })
-    };
+    let ender = spawn_ender(&app, &barrier, &c);
     let mut accepted: Vec<_> = successes(tasks, "WORK_DIARY_LOCKED")
         .await
         .into_iter()
@@ -210,79 +300,45 @@ async fn end_contract_racing_log_time_leaves_nothing_after_the_lock(backend: Tes
     ender.await.expect("join").expect("end contract");
 
     // Every accepted entry is in the diary, and nothing else is.
-    let diary = app
-        .work_diary("client-1", &c.id, None)
-        .await
-        .expect("diary");
-    let mut stored: Vec<_> = diary.time_entries.iter().map(|e| e.id.clone()).collect();
-    stored.sort();
     accepted.sort();
-    assert_eq!(stored, accepted);
+    assert_eq!(diary_entry_ids(&app, &c).await, accepted);
     // In commit order, no TimeLogged follows ContractEnded.
     let events = app.events(2 + accepted.len()).await;
-    let end_at = events
-        .iter()
-        .position(|e| matches!(e.payload, Some(pb::event::Payload::ContractEnded(_))))
-        .expect("ContractEnded event");
     assert!(
-        events[end_at..]
+        from_the_end(&events)
             .iter()
             .all(|e| !matches!(e.payload, Some(pb::event::Payload::TimeLogged(_)))),
         "time was logged after the diary locked"
     );
     assert_eq!(events.len(), 2 + accepted.len());
     // After the end, every attempt fails.
-    assert_failed(
-        app.log_time("free-1", &c.id, at("2026-11-18T09:50:00Z"), 10)
-            .await,
-        Code::FailedPrecondition,
-        "WORK_DIARY_LOCKED",
-    );
+    log_refused(&app, &c, "2026-11-18T09:50:00Z", 10, "WORK_DIARY_LOCKED").await;
 }
 
 async fn time_is_logged_in_segments_inside_the_current_week(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
     // Now is Wednesday 2026-11-18 10:00 UTC.
-    app.log_time("free-1", &c.id, at("2026-11-18T09:50:00Z"), 10)
-        .await
-        .expect("last segment before now");
-    app.log_time("free-1", &c.id, at("2026-11-16T00:00:00Z"), 10)
-        .await
-        .expect("first segment of the week");
-    assert_failed(
-        app.log_time("free-1", &c.id, at("2026-11-15T23:50:00Z"), 10)
-            .await,
-        Code::FailedPrecondition,
-        "OUTSIDE_CURRENT_WEEK",
-    );
-    assert_failed(
-        app.log_time("free-1", &c.id, at("2026-11-18T10:00:00Z"), 10)
-            .await,
-        Code::FailedPrecondition,
-        "TIME_IN_FUTURE",
-    );
-    assert_failed(
-        app.log_time("free-1", &c.id, at("2026-11-18T09:40:00Z"), 20)
-            .await,
-        Code::FailedPrecondition,
-        "TIME_ENTRY_OVERLAP",
-    );
-    assert_invalid(
-        app.log_time("free-1", &c.id, at("2026-11-18T09:05:00Z"), 10)
-            .await,
-        "start_time",
-    );
-    assert_invalid(
-        app.log_time("free-1", &c.id, at("2026-11-18T09:00:00Z"), 15)
-            .await,
-        "minutes",
-    );
-    assert_invalid(
-        app.log_time("free-1", &c.id, at("2026-11-18T09:00:00Z"), 0)
-            .await,
-        "minutes",
-    );
+    // Last segment before now.
+    log(&app, &c, "2026-11-18T09:50:00Z", 10).await;
+    // First segment of the week.
+    log(&app, &c, "2026-11-16T00:00:00Z", 10).await;
+    for (why, start, minutes) in [
+        ("OUTSIDE_CURRENT_WEEK", "2026-11-15T23:50:00Z", 10),
+        ("TIME_IN_FUTURE", "2026-11-18T10:00:00Z", 10),
+        ("TIME_ENTRY_OVERLAP", "2026-11-18T09:40:00Z", 20),
+    ] {
+        log_refused(&app, &c, start, minutes, why).await;
+    }
+    for (field, start, minutes) in [
+        ("start_time", "2026-11-18T09:05:00Z", 10),
+        ("minutes", "2026-11-18T09:00:00Z", 15),
+        ("minutes", "2026-11-18T09:00:00Z", 0),
+    ] {
+        assert_invalid(
+            app.log_time("free-1", &c.id, at(start), minutes).await,
+            field,
+        );
+    }
     let by_client = app
         .log_time("client-1", &c.id, at("2026-11-18T09:00:00Z"), 10)
         .await;
@@ -293,17 +349,11 @@ async fn time_is_logged_in_segments_inside_the_current_week(backend: TestBackend
 
     let manual_off = app
         .create_contract(pb::CreateContractRequest {
-            client_id: "client-1".into(),
-            freelancer_id: "free-1".into(),
-            title: "No manual time".into(),
-            r#type: pb::ContractType::Hourly as i32,
-            currency_code: "USD".into(),
             hourly_rate_minor: 5_000,
             weekly_limit_minutes: 600,
             allow_manual_time: Some(false),
             start_time: Some(ts(at("2026-11-01T00:00:00Z"))),
-            request_id: String::new(),
-            agency_id: String::new(),
+            ..terms("No manual time", pb::ContractType::Hourly)
         })
         .await
         .expect("contract");
@@ -322,39 +372,28 @@ async fn time_is_logged_in_segments_inside_the_current_week(backend: TestBackend
         ))
         .await;
     assert_failed(manual, Code::FailedPrecondition, "MANUAL_TIME_NOT_ALLOWED");
-    app.log_time("free-1", &manual_off.id, at("2026-11-18T08:00:00Z"), 10)
-        .await
-        .expect("tracked time is fine");
+    // Tracked time is fine.
+    log(&app, &manual_off, "2026-11-18T08:00:00Z", 10).await;
 
     let fixed = app
-        .create_contract(pb::CreateContractRequest {
-            client_id: "client-1".into(),
-            freelancer_id: "free-1".into(),
-            title: "Logo".into(),
-            r#type: pb::ContractType::FixedPrice as i32,
-            currency_code: "USD".into(),
-            ..Default::default()
-        })
+        .create_contract(terms("Logo", pb::ContractType::FixedPrice))
         .await
         .expect("fixed-price contract");
-    assert_failed(
-        app.log_time("free-1", &fixed.id, at("2026-11-18T09:00:00Z"), 10)
-            .await,
-        Code::FailedPrecondition,
+    log_refused(
+        &app,
+        &fixed,
+        "2026-11-18T09:00:00Z",
+        10,
         "CONTRACT_NOT_HOURLY",
-    );
+    )
+    .await;
 }
 
 async fn overlapping_time_is_refused_in_every_shape(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
     // Now is Wednesday 2026-11-18 10:00 UTC; one hour on Tuesday, 10:00-11:00.
-    app.log_time("free-1", &c.id, at("2026-11-17T10:00:00Z"), 60)
-        .await
-        .expect("first entry");
-    app.log_time("free-1", &c.id, at("2026-11-17T12:00:00Z"), 10)
-        .await
-        .expect("a later entry");
+    log(&app, &c, "2026-11-17T10:00:00Z", 60).await;
+    log(&app, &c, "2026-11-17T12:00:00Z", 10).await;
     for (start, minutes, shape) in [
         ("2026-11-17T09:50:00Z", 80, "containing it"),
         ("2026-11-17T10:20:00Z", 10, "inside it"),
@@ -372,33 +411,24 @@ async fn overlapping_time_is_refused_in_every_shape(backend: TestBackend) {
         );
     }
     // Touching is not overlapping.
-    app.log_time("free-1", &c.id, at("2026-11-17T09:50:00Z"), 10)
-        .await
-        .expect("ends where the first starts");
-    app.log_time("free-1", &c.id, at("2026-11-17T11:00:00Z"), 60)
-        .await
-        .expect("fills the gap exactly");
+    // Ends where the first starts.
+    log(&app, &c, "2026-11-17T09:50:00Z", 10).await;
+    // Fills the gap exactly.
+    log(&app, &c, "2026-11-17T11:00:00Z", 60).await;
     let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
     assert_eq!(diary.logged_minutes, 140);
 }
 
 async fn overlapping_time_sent_at_once_is_accepted_once(backend: TestBackend) {
-    let app = Arc::new(TestApp::spawn(&backend).await);
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
+    let app = Arc::new(app);
     let writers = 24;
-    let barrier = Arc::new(Barrier::new(writers));
-    let tasks: Vec<_> = (0..writers)
-        .map(|i| {
-            let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                // 10:00-10:30, 10:10-10:40 and 10:20-10:50 on Tuesday: every
-                // pair overlaps, so only the diary lock decides which one lands.
-                let start = at("2026-11-17T10:00:00Z") + Duration::minutes(10 * (i % 3) as i64);
-                app.log_time("free-1", &id, start, 30).await
-            })
-        })
-        .collect();
+    let tasks = all_at_once(&app, &c.id, writers, |app, id, i| async move {
+        // 10:00-10:30, 10:10-10:40 and 10:20-10:50 on Tuesday: every
+        // pair overlaps, so only the diary lock decides which one lands.
+        let start = at("2026-11-17T10:00:00Z") + Duration::minutes(10 * (i % 3) as i64);
+        app.log_time("free-1", &id, start, 30).await
+    });
     let accepted = successes(tasks, "TIME_ENTRY_OVERLAP").await;
     assert_eq!(accepted.len(), 1, "{accepted:?}");
     let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
@@ -410,48 +440,23 @@ async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend)
     let app = TestApp::spawn(&backend).await;
     let c = app
         .create_contract(pb::CreateContractRequest {
-            client_id: "client-1".into(),
-            freelancer_id: "free-1".into(),
-            title: "Capped".into(),
-            r#type: pb::ContractType::Hourly as i32,
-            currency_code: "USD".into(),
             hourly_rate_minor: 6_000,
             weekly_limit_minutes: 60,
             start_time: Some(ts(at("2026-11-01T00:00:00Z"))),
-            ..Default::default()
+            ..terms("Capped", pb::ContractType::Hourly)
         })
         .await
         .expect("contract");
-    app.log_time("free-1", &c.id, at("2026-11-17T08:00:00Z"), 50)
-        .await
-        .expect("log");
-    let second = app
-        .log_time("free-1", &c.id, at("2026-11-17T09:00:00Z"), 30)
-        .await
-        .expect("log");
+    log(&app, &c, "2026-11-17T08:00:00Z", 50).await;
+    let second = log(&app, &c, "2026-11-17T09:00:00Z", 30).await;
     assert_eq!(second.billable_minutes, 10);
     // Billing follows start order: time logged later for earlier in the week
     // is billed first, and pushes the rest further over the limit.
-    let earlier = app
-        .log_time("free-1", &c.id, at("2026-11-17T07:00:00Z"), 30)
-        .await
-        .expect("log");
+    let earlier = log(&app, &c, "2026-11-17T07:00:00Z", 30).await;
     assert_eq!(earlier.billable_minutes, 30);
     let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
     assert_eq!((diary.logged_minutes, diary.billable_minutes), (110, 60));
-    let week = app
-        .contracts
-        .clone()
-        .get_billing_week(as_user(
-            "client-1",
-            pb::GetBillingWeekRequest {
-                contract_id: c.id.clone(),
-                week_time: None,
-            },
-        ))
-        .await
-        .expect("billing week")
-        .into_inner();
+    let week = billing_week(&app, &c, None).await;
     assert_eq!((week.logged_minutes, week.billable_minutes), (110, 60));
     assert_eq!(week.amount, Some(usd(6_000)));
     assert_eq!(
@@ -466,16 +471,9 @@ async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend)
 }
 
 async fn time_entries_are_deleted_only_in_the_current_week(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
-    let keep = app
-        .log_time("free-1", &c.id, at("2026-11-17T08:00:00Z"), 10)
-        .await
-        .expect("log");
-    let gone = app
-        .log_time("free-1", &c.id, at("2026-11-17T09:00:00Z"), 10)
-        .await
-        .expect("log");
+    let (app, c) = app_with_contract(&backend).await;
+    let keep = log(&app, &c, "2026-11-17T08:00:00Z", 10).await;
+    let gone = log(&app, &c, "2026-11-17T09:00:00Z", 10).await;
     let delete = |id: String, user: &'static str| {
         let mut client = app.contracts.clone();
         let contract_id = c.id.clone();
@@ -524,14 +522,9 @@ async fn refunds_are_allowed_for_180_days_up_to_what_was_paid(backend: TestBacke
     let app = TestApp::spawn(&backend).await;
     let c = app
         .create_contract(pb::CreateContractRequest {
-            client_id: "client-1".into(),
-            freelancer_id: "free-1".into(),
             agency_id: "agency-1".into(),
-            title: "Agency work".into(),
-            r#type: pb::ContractType::FixedPrice as i32,
-            currency_code: "USD".into(),
             start_time: Some(ts(at("2026-01-01T00:00:00Z"))),
-            ..Default::default()
+            ..terms("Agency work", pb::ContractType::FixedPrice)
         })
         .await
         .expect("contract");
@@ -582,22 +575,14 @@ async fn refunds_are_allowed_for_180_days_up_to_what_was_paid(backend: TestBacke
         Code::FailedPrecondition,
         "REFUND_WINDOW_PASSED",
     );
-    let contract = app
-        .get_contract(as_user(
-            "client-1",
-            pb::GetContractRequest {
-                contract_id: c.id.clone(),
-            },
-        ))
-        .await
-        .expect("contract");
+    let contract = contract_as(&app, "client-1", &c).await;
     assert_eq!(contract.net_paid, Some(usd(5_000)));
     assert_eq!(contract.last_payment_time, Some(ts(paid_at)));
 }
 
 async fn concurrent_refunds_never_exceed_the_payment(backend: TestBackend) {
-    let app = Arc::new(TestApp::spawn(&backend).await);
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
+    let app = Arc::new(app);
     let payment = app
         .pay(
             &c.id,
@@ -608,37 +593,19 @@ async fn concurrent_refunds_never_exceed_the_payment(backend: TestBackend) {
         )
         .await
         .expect("pay");
-    let barrier = Arc::new(Barrier::new(25));
-    let tasks: Vec<_> = (0..25)
-        .map(|i| {
-            let (app, barrier, id) = (app.clone(), barrier.clone(), payment.id.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                app.refund("free-1", &id, 100, &format!("refund-{i}")).await
-            })
-        })
-        .collect();
+    let tasks = all_at_once(&app, &payment.id, 25, |app, id, i| async move {
+        app.refund("free-1", &id, 100, &format!("refund-{i}")).await
+    });
     let refunds = successes(tasks, "REFUND_EXCEEDS_REMAINING").await;
     assert_eq!(refunds.len(), 10);
-    let contract = app
-        .get_contract(as_user(
-            "free-1",
-            pb::GetContractRequest {
-                contract_id: c.id.clone(),
-            },
-        ))
-        .await
-        .expect("contract");
+    let contract = contract_as(&app, "free-1", &c).await;
     assert_eq!(contract.net_paid, Some(usd(0)));
 }
 
 async fn hours_are_disputed_only_inside_the_review_window(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
     // Only billable time can be disputed: an hour in each of the two weeks.
-    app.log_time("free-1", &c.id, at("2026-11-18T08:00:00Z"), 60)
-        .await
-        .expect("log");
+    log(&app, &c, "2026-11-18T08:00:00Z", 60).await;
     let week = at("2026-11-17T12:00:00Z");
     app.set_time(at("2026-11-23T11:59:59Z"));
     assert_failed(
@@ -670,9 +637,7 @@ async fn hours_are_disputed_only_inside_the_review_window(backend: TestBackend) 
 
     // The next week, after the contract ended: Friday 23:59:59 is in, Saturday 00:00 is out.
     let next_week = at("2026-11-24T12:00:00Z");
-    app.log_time("free-1", &c.id, at("2026-11-23T10:00:00Z"), 60)
-        .await
-        .expect("log");
+    log(&app, &c, "2026-11-23T10:00:00Z", 60).await;
     app.end_contract("client-1", &c.id, "").await.expect("end");
     app.set_time(at("2026-12-04T23:59:59Z"));
     app.dispute("client-1", &c.id, next_week)
@@ -685,43 +650,18 @@ async fn hours_are_disputed_only_inside_the_review_window(backend: TestBackend) 
         Code::FailedPrecondition,
         "DISPUTE_WINDOW_CLOSED",
     );
-    let billing = app
-        .contracts
-        .clone()
-        .get_billing_week(as_user(
-            "client-1",
-            pb::GetBillingWeekRequest {
-                contract_id: c.id.clone(),
-                week_time: Some(ts(week)),
-            },
-        ))
-        .await
-        .expect("billing week")
-        .into_inner();
+    let billing = billing_week(&app, &c, Some(week)).await;
     assert_eq!(billing.disputes.len(), 1);
 }
 
 async fn payments_are_recorded_once_per_request_id(backend: TestBackend) {
-    let app = Arc::new(TestApp::spawn(&backend).await);
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
+    let app = Arc::new(app);
     let paid_at = app.now() - Duration::hours(1);
-    let barrier = Arc::new(Barrier::new(12));
-    let tasks: Vec<_> = (0..12)
-        .map(|_| {
-            let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                app.pay(
-                    &id,
-                    pb::PaymentKind::HourlyInvoice,
-                    2_500,
-                    paid_at,
-                    "invoice-7",
-                )
-                .await
-            })
-        })
-        .collect();
+    let tasks = all_at_once(&app, &c.id, 12, move |app, id, _| async move {
+        let kind = pb::PaymentKind::HourlyInvoice;
+        app.pay(&id, kind, 2_500, paid_at, "invoice-7").await
+    });
     let mut ids = Vec::new();
     for task in tasks {
         ids.push(
@@ -733,48 +673,19 @@ async fn payments_are_recorded_once_per_request_id(backend: TestBackend) {
     }
     ids.dedup();
     assert_eq!(ids.len(), 1, "one payment for one request_id");
-    let contract = app
-        .get_contract(as_user(
-            "client-1",
-            pb::GetContractRequest {
-                contract_id: c.id.clone(),
-            },
-        ))
-        .await
-        .expect("contract");
+    let contract = contract_as(&app, "client-1", &c).await;
     assert_eq!(contract.net_paid, Some(usd(2_500)));
-    assert_invalid(
-        app.pay(
-            &c.id,
-            pb::PaymentKind::HourlyInvoice,
-            2_600,
-            paid_at,
-            "invoice-7",
-        )
-        .await,
-        "request_id",
-    );
-    assert_invalid(
-        app.pay(&c.id, pb::PaymentKind::HourlyInvoice, 100, paid_at, "")
-            .await,
-        "request_id",
-    );
-    assert_invalid(
-        app.pay(&c.id, pb::PaymentKind::FixedPrice, 100, paid_at, "p-kind")
-            .await,
-        "kind",
-    );
-    assert_invalid(
-        app.pay(
-            &c.id,
-            pb::PaymentKind::HourlyInvoice,
-            100,
-            app.now() + Duration::seconds(1),
-            "p-future",
-        )
-        .await,
-        "paid_time",
-    );
+    let (hourly, fixed) = (pb::PaymentKind::HourlyInvoice, pb::PaymentKind::FixedPrice);
+    let future = app.now() + Duration::seconds(1);
+    for (field, kind, amount, paid_time, request_id) in [
+        ("request_id", hourly, 2_600, paid_at, "invoice-7"),
+        ("request_id", hourly, 100, paid_at, ""),
+        ("kind", fixed, 100, paid_at, "p-kind"),
+        ("paid_time", hourly, 100, future, "p-future"),
+    ] {
+        let refused = app.pay(&c.id, kind, amount, paid_time, request_id).await;
+        assert_invalid(refused, field);
+    }
     let as_user_call = app
         .contracts
         .clone()
@@ -798,8 +709,7 @@ async fn payments_are_recorded_once_per_request_id(backend: TestBackend) {
 }
 
 async fn bonuses_are_accepted_until_365_days_after_the_end(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
     let ended = app.end_contract("client-1", &c.id, "").await.expect("end");
     let end = shared::time::from_proto(
         &ended
@@ -810,32 +720,21 @@ async fn bonuses_are_accepted_until_365_days_after_the_end(backend: TestBackend)
     )
     .expect("time");
     app.set_time(end + Duration::days(400));
-    app.pay(
-        &c.id,
-        pb::PaymentKind::Bonus,
-        500,
-        end + Duration::days(365),
-        "bonus-1",
-    )
-    .await
-    .expect("bonus on day 365");
+    let bonus =
+        |paid_at, request_id| app.pay(&c.id, pb::PaymentKind::Bonus, 500, paid_at, request_id);
+    let day_365 = end + Duration::days(365);
+    bonus(day_365, "bonus-1").await.expect("bonus on day 365");
     assert_failed(
-        app.pay(
-            &c.id,
-            pb::PaymentKind::Bonus,
-            500,
-            end + Duration::days(365) + Duration::seconds(1),
-            "bonus-2",
-        )
-        .await,
+        bonus(day_365 + Duration::seconds(1), "bonus-2").await,
         Code::FailedPrecondition,
         "BONUS_WINDOW_PASSED",
     );
+    let invoice_after_the_end = end + Duration::days(3);
     app.pay(
         &c.id,
         pb::PaymentKind::HourlyInvoice,
         700,
-        end + Duration::days(3),
+        invoice_after_the_end,
         "final-invoice",
     )
     .await
@@ -1024,42 +923,27 @@ async fn contracts_are_listed_by_party_with_paging(backend: TestBackend) {
     assert_eq!(ended, [mine[1].clone()]);
 
     let missing = shared::ids::new_id("ctr");
-    let batch = app
-        .contracts
-        .clone()
-        .batch_get_contracts(as_service(
-            "feedback",
-            &["contracts:read"],
-            pb::BatchGetContractsRequest {
-                contract_ids: vec![mine[3].clone(), missing.clone(), mine[0].clone()],
-            },
-        ))
+    let batch_get = |contract_ids| {
+        let request = pb::BatchGetContractsRequest { contract_ids };
+        let mut client = app.contracts.clone();
+        async move {
+            let request = as_service("feedback", &["contracts:read"], request);
+            client.batch_get_contracts(request).await
+        }
+    };
+    let batch = batch_get(vec![mine[3].clone(), missing.clone(), mine[0].clone()])
         .await
         .expect("batch")
         .into_inner();
     let ids: Vec<_> = batch.contracts.iter().map(|c| c.id.clone()).collect();
     assert_eq!(ids, [mine[3].clone(), mine[0].clone()]);
     assert_eq!(batch.missing_contract_ids, [missing]);
-    let too_many = app
-        .contracts
-        .clone()
-        .batch_get_contracts(as_service(
-            "feedback",
-            &["contracts:read"],
-            pb::BatchGetContractsRequest {
-                contract_ids: vec![mine[0].clone(); 101],
-            },
-        ))
-        .await;
-    assert_invalid(too_many, "contract_ids");
+    assert_invalid(batch_get(vec![mine[0].clone(); 101]).await, "contract_ids");
 }
 
 async fn events_stream_in_order_and_resume_from_a_cursor(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app.hourly_contract("client-1", "free-1").await;
-    app.log_time("free-1", &c.id, at("2026-11-18T09:00:00Z"), 10)
-        .await
-        .expect("log");
+    let (app, c) = app_with_contract(&backend).await;
+    log(&app, &c, "2026-11-18T09:00:00Z", 10).await;
     app.end_contract("freelancer-not-party", &c.id, "")
         .await
         .expect_err("not a party: no event");
@@ -1126,8 +1010,8 @@ async fn events_stream_in_order_and_resume_from_a_cursor(backend: TestBackend) {
 async fn end_contract_racing_deletes_leaves_every_entry_as_it_was_at_the_lock(
     backend: TestBackend,
 ) {
-    let app = Arc::new(TestApp::spawn(&backend).await);
-    let c = app.hourly_contract("client-1", "free-1").await;
+    let (app, c) = app_with_contract(&backend).await;
+    let app = Arc::new(app);
     let mut logged = Vec::new();
     for i in 0..30 {
         let start = at("2026-11-16T00:00:00Z") + Duration::minutes(10 * i);
@@ -1159,38 +1043,23 @@ async fn end_contract_racing_deletes_leaves_every_entry_as_it_was_at_the_lock(
             })
         })
         .collect();
-    let ender = {
-        let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
-        tokio::spawn(async move {
-            barrier.wait().await;
-            app.end_contract("client-1", &id, "").await
-        })
-    };
+    let ender = spawn_ender(&app, &barrier, &c);
     let deleted = successes(deletes, "WORK_DIARY_LOCKED").await;
     ender.await.expect("join").expect("end");
-    let diary = app
-        .work_diary("client-1", &c.id, None)
-        .await
-        .expect("diary");
-    let mut remaining: Vec<_> = diary.time_entries.iter().map(|e| e.id.clone()).collect();
+    let remaining = diary_entry_ids(&app, &c).await;
     let mut expected: Vec<_> = logged
         .iter()
         .filter(|e| !deleted.contains(e))
         .cloned()
         .collect();
-    remaining.sort();
     expected.sort();
     assert_eq!(
         remaining, expected,
         "exactly the acknowledged deletes happened"
     );
     let events = app.events(1 + logged.len() + deleted.len() + 1).await;
-    let end_at = events
-        .iter()
-        .position(|e| matches!(e.payload, Some(pb::event::Payload::ContractEnded(_))))
-        .expect("ContractEnded");
     assert!(
-        events[end_at..]
+        from_the_end(&events)
             .iter()
             .all(|e| !matches!(e.payload, Some(pb::event::Payload::TimeEntryDeleted(_)))),
         "an entry was deleted after the diary locked"
@@ -1198,18 +1067,11 @@ async fn end_contract_racing_deletes_leaves_every_entry_as_it_was_at_the_lock(
 }
 
 async fn the_same_end_request_sent_concurrently_ends_once(backend: TestBackend) {
-    let app = Arc::new(TestApp::spawn(&backend).await);
-    let c = app.hourly_contract("client-1", "free-1").await;
-    let barrier = Arc::new(Barrier::new(10));
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let (app, barrier, id) = (app.clone(), barrier.clone(), c.id.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                app.end_contract("client-1", &id, "end-once").await
-            })
-        })
-        .collect();
+    let (app, c) = app_with_contract(&backend).await;
+    let app = Arc::new(app);
+    let tasks = all_at_once(&app, &c.id, 10, |app, id, _| async move {
+        app.end_contract("client-1", &id, "end-once").await
+    });
     let mut answers = Vec::new();
     for task in tasks {
         answers.push(
