@@ -50,18 +50,20 @@ scrape_configs:
       - targets: ["127.0.0.1:9102"]
         labels: {app: feedback-service, namespace: smoke}
 EOF
+# walkthrough NAME MUST_MENTION OUT LOG: runs the README's shell blocks between
+# <!-- NAME:start --> and <!-- NAME:end -->, printing OUT (and LOG on failure).
+walkthrough() {
+  sed -n "/<!-- $1:start -->/,/<!-- $1:end -->/p" README.md | sed '/^```/d;/^<!--/d' >"$work/$1.sh"
+  grep -q "$2" "$work/$1.sh" || { echo "smoke: README block $1 not found"; exit 1; }
+  bash -euo pipefail "$work/$1.sh" >"$3" 2>&1 || { cat "$3" "$4"; exit 1; }
+  cat "$3"
+}
+
 prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" \
   --web.listen-address="127.0.0.1:$prom_port" >"$work/prometheus.log" 2>&1 &
 prom=$!
 
-sed -n '/<!-- walkthrough:start -->/,/<!-- walkthrough:end -->/p' README.md \
-  | sed '/^```/d;/^<!--/d' >"$work/walkthrough.sh"
-grep -q "FeedbackService" "$work/walkthrough.sh" || { echo "smoke: walkthrough blocks not found"; exit 1; }
-bash -euo pipefail "$work/walkthrough.sh" >"$work/out.txt" 2>&1 || {
-  cat "$work/out.txt" "$work/server.log"
-  exit 1
-}
-cat "$work/out.txt"
+walkthrough walkthrough FeedbackService "$work/out.txt" "$work/server.log"
 
 expect() {
   grep -q -- "$1" "$work/out.txt" || { echo "smoke: expected output to contain: $1"; cat "$work/server.log"; exit 1; }
@@ -219,14 +221,7 @@ for _ in $(seq 1 100); do
   grpcurl -plaintext localhost:50051 list >/dev/null 2>&1 && break
   sleep 0.1
 done
-sed -n '/<!-- walkthrough-test-clock:start -->/,/<!-- walkthrough-test-clock:end -->/p' README.md \
-  | sed '/^```/d;/^<!--/d' >"$work/clock-walkthrough.sh"
-grep -q "TestClockService" "$work/clock-walkthrough.sh" || { echo "smoke: test-clock walkthrough not found"; exit 1; }
-bash -euo pipefail "$work/clock-walkthrough.sh" >"$work/clock-out.txt" 2>&1 || {
-  cat "$work/clock-out.txt" "$work/clock-server.log"
-  exit 1
-}
-cat "$work/clock-out.txt"
+walkthrough walkthrough-test-clock TestClockService "$work/clock-out.txt" "$work/clock-server.log"
 for want in "dispute: dsp_" '"state": "DISPUTE_STATE_RESOLVED"' '"acceptedMinutes": 10' '"disputeAdjustment"'; do
   grep -q -- "$want" "$work/clock-out.txt" || { echo "smoke: test-clock walkthrough did not print: $want"; exit 1; }
 done
