@@ -12,7 +12,6 @@ use crate::grpc::ContractApi;
 use shared::auth::{Caller, scope};
 use shared::outbox;
 use shared::proto::contract::v1 as pb;
-use shared::status::Common;
 
 pub(crate) type EventStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
@@ -24,23 +23,14 @@ impl ContractApi {
         req: pb::WatchEventsRequest,
     ) -> Result<EventStream, Error> {
         require_scope(caller, scope::EVENTS_READ)?;
-        let consumer = || {
-            self.metrics
-                .as_ref()
-                .map(|m| m.event_consumer(caller.subject()))
-        };
-        let stream = outbox::watch_events(
+        let stream = outbox::watch_events::<pb::event::Payload>(
             self.db.clone(),
             &self.relay,
             DOMAIN,
             req.after_sequence,
-            consumer,
-            |mut event: pb::Event, sequence| {
-                event.sequence = sequence;
-                pb::WatchEventsResponse { event: Some(event) }
-            },
-        )
-        .map_err(|violation| Error::from(Common::InvalidArgument(vec![violation])))?;
+            self.metrics.as_deref(),
+            caller.subject(),
+        )?;
         Ok(Box::pin(stream))
     }
 }

@@ -12,7 +12,6 @@ use crate::error::{DOMAIN, Error};
 use shared::auth::{Caller, scope};
 use shared::outbox;
 use shared::proto::feedback::v1 as pb;
-use shared::status::Common;
 use shared::writer::Unit;
 
 /// Asks for `notification` to go out by email and by in-app message (its
@@ -51,23 +50,14 @@ impl FeedbackApi {
         if !caller.has_scope(scope::EVENTS_READ) {
             return Err(Error::MissingScope(scope::EVENTS_READ));
         }
-        let consumer = || {
-            self.metrics
-                .as_ref()
-                .map(|m| m.event_consumer(caller.subject()))
-        };
-        let stream = outbox::watch_events(
+        let stream = outbox::watch_events::<pb::event::Payload>(
             self.db.clone(),
             &self.relay,
             DOMAIN,
             req.after_sequence,
-            consumer,
-            |mut event: pb::Event, sequence| {
-                event.sequence = sequence;
-                pb::WatchEventsResponse { event: Some(event) }
-            },
-        )
-        .map_err(|violation| Error::from(Common::InvalidArgument(vec![violation])))?;
+            self.metrics.as_deref(),
+            caller.subject(),
+        )?;
         Ok(Box::pin(stream))
     }
 }

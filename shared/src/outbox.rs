@@ -60,7 +60,9 @@ impl NewEvent {
 /// message (`pb::Event`) that carries it on the wire.
 pub trait EventPayload {
     /// The event message of this payload's service.
-    type Event: prost::Message;
+    type Event: prost::Message + Default + 'static;
+    /// The service's WatchEvents response.
+    type Response: Send + 'static;
     /// The event carrying this payload; its sequence is set when relayed.
     fn wrap(
         self,
@@ -68,6 +70,8 @@ pub trait EventPayload {
         contract_id: String,
         occur_time: prost_types::Timestamp,
     ) -> Self::Event;
+    /// The WatchEvents response carrying `event`, as sequence `sequence`.
+    fn respond(event: Self::Event, sequence: i64) -> Self::Response;
 }
 
 /// Implements [`EventPayload`] for each service's wire contract.
@@ -75,8 +79,13 @@ macro_rules! event_payload {
     ($($service:ident),*) => {
         $(impl EventPayload for crate::proto::$service::v1::event::Payload {
             type Event = crate::proto::$service::v1::Event;
+            type Response = crate::proto::$service::v1::WatchEventsResponse;
             fn wrap(self, event_id: String, contract_id: String, occur_time: prost_types::Timestamp) -> Self::Event {
                 Self::Event { event_id, sequence: 0, contract_id, occur_time: Some(occur_time), payload: Some(self) }
+            }
+            fn respond(mut event: Self::Event, sequence: i64) -> Self::Response {
+                event.sequence = sequence;
+                Self::Response { event: Some(event) }
             }
         })*
     };
@@ -281,47 +290,38 @@ pub struct UndecodableEvent {
 }
 
 /// WatchEvents as both services serve it: `after_sequence` must not be
-/// negative (else the violation, nothing streamed, no consumer gauge made:
-/// `consumer` is called only then); then every event after
-/// it, decoded as the service's event message `E`, its sequence set by
-/// `respond` (an undecodable payload ends the stream with INTERNAL).
-pub fn watch_events<E, R>(
+/// negative (else INVALID_ARGUMENT naming it, nothing streamed and no
+/// consumer gauge made); then every event after it, decoded as the service's
+/// event message, in its service's response (an undecodable payload ends the
+/// stream with INTERNAL). `metrics` reports what `consumer` was sent.
+pub fn watch_events<P: EventPayload>(
     db: Db,
     relay: &Relay,
     domain: crate::status::Domain,
     after_sequence: i64,
-    consumer: impl FnOnce() -> Option<prometheus::IntGauge>,
-    respond: fn(E, i64) -> R,
+    metrics: Option<&crate::metrics::Metrics>,
+    consumer: &str,
 ) -> Result<
-    impl futures::Stream<Item = Result<R, tonic::Status>> + Send + 'static,
-    crate::status::FieldViolation,
->
-where
-    E: prost::Message + Default + 'static,
-    R: Send + 'static,
-{
+    impl futures::Stream<Item = Result<P::Response, tonic::Status>> + Send + 'static,
+    crate::status::Common,
+> {
     if after_sequence < 0 {
-        return Err(crate::status::FieldViolation::new(
-            "after_sequence",
-            "must not be negative",
-        ));
+        let violation =
+            crate::status::FieldViolation::new("after_sequence", "must not be negative");
+        return Err(crate::status::Common::InvalidArgument(vec![violation]));
     }
-    Ok(watch(
-        db,
-        relay,
-        after_sequence,
-        consumer(),
-        move |stored| {
-            let event = E::decode(stored.payload.as_slice()).map_err(|source| {
+    let gauge = metrics.map(|m| m.event_consumer(consumer));
+    Ok(watch(db, relay, after_sequence, gauge, move |stored| {
+        let event =
+            <P::Event as prost::Message>::decode(stored.payload.as_slice()).map_err(|source| {
                 let err = UndecodableEvent {
                     event_id: stored.event_id,
                     source,
                 };
                 crate::status::internal(domain, &err)
             })?;
-            Ok(respond(event, stored.sequence))
-        },
-    ))
+        Ok(P::respond(event, stored.sequence))
+    }))
 }
 
 /// Streams sequenced events after `after` to a `WatchEvents` caller until it
