@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::domain::Rules;
 use crate::events::EventStream;
-use shared::auth::Caller;
+use shared::auth::{Caller, handle};
 use shared::clock::SharedClock;
 use shared::db::Db;
 use shared::metrics::Metrics;
@@ -52,127 +52,115 @@ impl ContractApi {
     }
 }
 
-/// Runs one handler: caller from the interceptor, errors mapped in one place.
-macro_rules! handle {
-    ($self:ident, $request:ident, $method:ident) => {{
-        let caller = Caller::of(&$request)?;
-        $self
-            .$method(caller, $request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
-    }};
-}
-
 #[tonic::async_trait]
 impl pb::contract_service_server::ContractService for ContractApi {
     async fn create_contract(
         &self,
         request: Request<pb::CreateContractRequest>,
     ) -> Result<Response<pb::CreateContractResponse>, Status> {
-        handle!(self, request, create_contract)
+        handle(request, |caller, req| self.create_contract(caller, req)).await
     }
     async fn get_contract(
         &self,
         request: Request<pb::GetContractRequest>,
     ) -> Result<Response<pb::GetContractResponse>, Status> {
-        handle!(self, request, get_contract)
+        handle(request, |caller, req| self.get_contract(caller, req)).await
     }
     async fn batch_get_contracts(
         &self,
         request: Request<pb::BatchGetContractsRequest>,
     ) -> Result<Response<pb::BatchGetContractsResponse>, Status> {
-        handle!(self, request, batch_get_contracts)
+        handle(request, |caller, req| self.batch_get_contracts(caller, req)).await
     }
     async fn list_contracts(
         &self,
         request: Request<pb::ListContractsRequest>,
     ) -> Result<Response<pb::ListContractsResponse>, Status> {
-        handle!(self, request, list_contracts)
+        handle(request, |caller, req| self.list_contracts(caller, req)).await
     }
     async fn end_contract(
         &self,
         request: Request<pb::EndContractRequest>,
     ) -> Result<Response<pb::EndContractResponse>, Status> {
-        handle!(self, request, end_contract)
+        handle(request, |caller, req| self.end_contract(caller, req)).await
     }
     async fn log_time(
         &self,
         request: Request<pb::LogTimeRequest>,
     ) -> Result<Response<pb::LogTimeResponse>, Status> {
-        handle!(self, request, log_time)
+        handle(request, |caller, req| self.log_time(caller, req)).await
     }
     async fn delete_time_entry(
         &self,
         request: Request<pb::DeleteTimeEntryRequest>,
     ) -> Result<Response<pb::DeleteTimeEntryResponse>, Status> {
-        handle!(self, request, delete_time_entry)
+        handle(request, |caller, req| self.delete_time_entry(caller, req)).await
     }
     async fn get_work_diary(
         &self,
         request: Request<pb::GetWorkDiaryRequest>,
     ) -> Result<Response<pb::GetWorkDiaryResponse>, Status> {
-        handle!(self, request, get_work_diary)
+        handle(request, |caller, req| self.get_work_diary(caller, req)).await
     }
     async fn record_payment(
         &self,
         request: Request<pb::RecordPaymentRequest>,
     ) -> Result<Response<pb::RecordPaymentResponse>, Status> {
-        handle!(self, request, record_payment)
+        handle(request, |caller, req| self.record_payment(caller, req)).await
     }
     async fn list_payments(
         &self,
         request: Request<pb::ListPaymentsRequest>,
     ) -> Result<Response<pb::ListPaymentsResponse>, Status> {
-        handle!(self, request, list_payments)
+        handle(request, |caller, req| self.list_payments(caller, req)).await
     }
     async fn refund_payment(
         &self,
         request: Request<pb::RefundPaymentRequest>,
     ) -> Result<Response<pb::RefundPaymentResponse>, Status> {
-        handle!(self, request, refund_payment)
+        handle(request, |caller, req| self.refund_payment(caller, req)).await
     }
     async fn get_billing_week(
         &self,
         request: Request<pb::GetBillingWeekRequest>,
     ) -> Result<Response<pb::GetBillingWeekResponse>, Status> {
-        handle!(self, request, get_billing_week)
+        handle(request, |caller, req| self.get_billing_week(caller, req)).await
     }
     async fn dispute_hours(
         &self,
         request: Request<pb::DisputeHoursRequest>,
     ) -> Result<Response<pb::DisputeHoursResponse>, Status> {
-        handle!(self, request, dispute_hours)
+        handle(request, |caller, req| self.dispute_hours(caller, req)).await
     }
     async fn accept_dispute(
         &self,
         request: Request<pb::AcceptDisputeRequest>,
     ) -> Result<Response<pb::AcceptDisputeResponse>, Status> {
-        handle!(self, request, accept_dispute)
+        handle(request, |caller, req| self.accept_dispute(caller, req)).await
     }
     async fn decline_dispute(
         &self,
         request: Request<pb::DeclineDisputeRequest>,
     ) -> Result<Response<pb::DeclineDisputeResponse>, Status> {
-        handle!(self, request, decline_dispute)
+        handle(request, |caller, req| self.decline_dispute(caller, req)).await
     }
     async fn resolve_dispute(
         &self,
         request: Request<pb::ResolveDisputeRequest>,
     ) -> Result<Response<pb::ResolveDisputeResponse>, Status> {
-        handle!(self, request, resolve_dispute)
+        handle(request, |caller, req| self.resolve_dispute(caller, req)).await
     }
     async fn withdraw_dispute(
         &self,
         request: Request<pb::WithdrawDisputeRequest>,
     ) -> Result<Response<pb::WithdrawDisputeResponse>, Status> {
-        handle!(self, request, withdraw_dispute)
+        handle(request, |caller, req| self.withdraw_dispute(caller, req)).await
     }
     async fn list_disputes(
         &self,
         request: Request<pb::ListDisputesRequest>,
     ) -> Result<Response<pb::ListDisputesResponse>, Status> {
-        handle!(self, request, list_disputes)
+        handle(request, |caller, req| self.list_disputes(caller, req)).await
     }
 
     type WatchEventsStream = EventStream;

@@ -5,39 +5,10 @@ use tonic::{Request, Response, Status};
 
 use crate::events::EventStream;
 use crate::moderation;
-use shared::auth::Caller;
+use shared::auth::{Caller, handle, handle_within};
 use shared::proto::feedback::v1 as pb;
 
 use crate::api::FeedbackApi;
-
-/// Runs one handler: caller from the interceptor, the caller's deadline for
-/// calls to contract-service, errors mapped in one place.
-macro_rules! handle {
-    ($self:ident, $request:ident, $method:ident) => {{
-        let caller = Caller::of(&$request)?;
-        let deadline = shared::deadline::remaining($request.metadata());
-        $self
-            .$method(caller, $request.into_inner(), deadline)
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
-    }};
-    ($self:ident, $request:ident, $function:path, api) => {{
-        let caller = Caller::of(&$request)?;
-        $function($self, caller, $request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
-    }};
-    ($self:ident, $request:ident, $method:ident, local) => {{
-        let caller = Caller::of(&$request)?;
-        $self
-            .$method(caller, $request.into_inner())
-            .await
-            .map(Response::new)
-            .map_err(Status::from)
-    }};
-}
 
 #[tonic::async_trait]
 impl pb::feedback_service_server::FeedbackService for FeedbackApi {
@@ -45,91 +16,127 @@ impl pb::feedback_service_server::FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::CheckMidContractEligibilityRequest>,
     ) -> Result<Response<pb::CheckMidContractEligibilityResponse>, Status> {
-        handle!(self, request, check_mid_contract_eligibility)
+        handle_within(request, |caller, req, deadline| {
+            self.check_mid_contract_eligibility(caller, req, deadline)
+        })
+        .await
     }
     async fn batch_check_mid_contract_eligibility(
         &self,
         request: Request<pb::BatchCheckMidContractEligibilityRequest>,
     ) -> Result<Response<pb::BatchCheckMidContractEligibilityResponse>, Status> {
-        handle!(self, request, batch_check_mid_contract_eligibility)
+        handle_within(request, |caller, req, deadline| {
+            self.batch_check_mid_contract_eligibility(caller, req, deadline)
+        })
+        .await
     }
     async fn submit_mid_contract_feedback(
         &self,
         request: Request<pb::SubmitMidContractFeedbackRequest>,
     ) -> Result<Response<pb::SubmitMidContractFeedbackResponse>, Status> {
-        handle!(self, request, submit_mid_contract_feedback)
+        handle_within(request, |caller, req, deadline| {
+            self.submit_mid_contract_feedback(caller, req, deadline)
+        })
+        .await
     }
     async fn request_mid_contract_feedback(
         &self,
         request: Request<pb::RequestMidContractFeedbackRequest>,
     ) -> Result<Response<pb::RequestMidContractFeedbackResponse>, Status> {
-        handle!(self, request, request_mid_contract_feedback)
+        handle_within(request, |caller, req, deadline| {
+            self.request_mid_contract_feedback(caller, req, deadline)
+        })
+        .await
     }
     async fn list_feedback_requests(
         &self,
         request: Request<pb::ListFeedbackRequestsRequest>,
     ) -> Result<Response<pb::ListFeedbackRequestsResponse>, Status> {
-        handle!(self, request, list_feedback_requests)
+        handle_within(request, |caller, req, deadline| {
+            self.list_feedback_requests(caller, req, deadline)
+        })
+        .await
     }
     async fn submit_end_contract_feedback(
         &self,
         request: Request<pb::SubmitEndContractFeedbackRequest>,
     ) -> Result<Response<pb::SubmitEndContractFeedbackResponse>, Status> {
-        handle!(self, request, submit_end_contract_feedback)
+        handle_within(request, |caller, req, deadline| {
+            self.submit_end_contract_feedback(caller, req, deadline)
+        })
+        .await
     }
     async fn get_end_contract_feedback(
         &self,
         request: Request<pb::GetEndContractFeedbackRequest>,
     ) -> Result<Response<pb::GetEndContractFeedbackResponse>, Status> {
-        handle!(self, request, get_end_contract_feedback)
+        handle_within(request, |caller, req, deadline| {
+            self.get_end_contract_feedback(caller, req, deadline)
+        })
+        .await
     }
     async fn reply_to_feedback(
         &self,
         request: Request<pb::ReplyToFeedbackRequest>,
     ) -> Result<Response<pb::ReplyToFeedbackResponse>, Status> {
-        handle!(self, request, reply_to_feedback, local)
+        handle(request, |caller, req| self.reply_to_feedback(caller, req)).await
     }
     async fn list_work_history(
         &self,
         request: Request<pb::ListWorkHistoryRequest>,
     ) -> Result<Response<pb::ListWorkHistoryResponse>, Status> {
-        handle!(self, request, list_work_history)
+        handle_within(request, |caller, req, deadline| {
+            self.list_work_history(caller, req, deadline)
+        })
+        .await
     }
     async fn list_job_success_inputs(
         &self,
         request: Request<pb::ListJobSuccessInputsRequest>,
     ) -> Result<Response<pb::ListJobSuccessInputsResponse>, Status> {
-        handle!(self, request, list_job_success_inputs, local)
+        handle(request, |caller, req| {
+            self.list_job_success_inputs(caller, req)
+        })
+        .await
     }
     async fn get_notification_preferences(
         &self,
         request: Request<pb::GetNotificationPreferencesRequest>,
     ) -> Result<Response<pb::GetNotificationPreferencesResponse>, Status> {
-        handle!(self, request, crate::prompts::get_preferences, api)
+        handle(request, |caller, req| {
+            crate::prompts::get_preferences(self, caller, req)
+        })
+        .await
     }
     async fn hide_feedback(
         &self,
         request: Request<pb::HideFeedbackRequest>,
     ) -> Result<Response<pb::HideFeedbackResponse>, Status> {
-        handle!(self, request, moderation::hide, api)
+        handle(request, |caller, req| moderation::hide(self, caller, req)).await
     }
     async fn restore_feedback(
         &self,
         request: Request<pb::RestoreFeedbackRequest>,
     ) -> Result<Response<pb::RestoreFeedbackResponse>, Status> {
-        handle!(self, request, moderation::restore, api)
+        handle(request, |caller, req| {
+            moderation::restore(self, caller, req)
+        })
+        .await
     }
     async fn list_moderation_actions(
         &self,
         request: Request<pb::ListModerationActionsRequest>,
     ) -> Result<Response<pb::ListModerationActionsResponse>, Status> {
-        handle!(self, request, moderation::list, api)
+        handle(request, |caller, req| moderation::list(self, caller, req)).await
     }
     async fn update_notification_preferences(
         &self,
         request: Request<pb::UpdateNotificationPreferencesRequest>,
     ) -> Result<Response<pb::UpdateNotificationPreferencesResponse>, Status> {
-        handle!(self, request, crate::prompts::update_preferences, api)
+        handle(request, |caller, req| {
+            crate::prompts::update_preferences(self, caller, req)
+        })
+        .await
     }
 
     type WatchEventsStream = EventStream;

@@ -350,6 +350,35 @@ fn unauthenticated(reason: &str, message: &str) -> Status {
     crate::status::with_reason(Code::Unauthenticated, ERROR_DOMAIN, reason, message)
 }
 
+/// Runs one RPC's handler for the caller the interceptor authenticated,
+/// mapping its error to a status in the one place the service defines.
+pub async fn handle<Q, R, E, Fut>(
+    request: Request<Q>,
+    handler: impl FnOnce(Caller, Q) -> Fut,
+) -> Result<tonic::Response<R>, Status>
+where
+    Fut: std::future::Future<Output = Result<R, E>>,
+    Status: From<E>,
+{
+    handle_within(request, |caller, message, _| handler(caller, message)).await
+}
+
+/// [`handle`], also handing the handler what is left of the caller's
+/// deadline (`grpc-timeout`), for the calls it makes on the caller's behalf.
+pub async fn handle_within<Q, R, E, Fut>(
+    request: Request<Q>,
+    handler: impl FnOnce(Caller, Q, Option<std::time::Duration>) -> Fut,
+) -> Result<tonic::Response<R>, Status>
+where
+    Fut: std::future::Future<Output = Result<R, E>>,
+    Status: From<E>,
+{
+    let caller = Caller::of(&request)?;
+    let deadline = crate::deadline::remaining(request.metadata());
+    let answer = handler(caller, request.into_inner(), deadline).await;
+    answer.map(tonic::Response::new).map_err(Status::from)
+}
+
 /// PERMISSION_DENIED for a caller that may not do this. For objects the
 /// message never reveals whether the object exists.
 pub fn permission_denied(message: impl Into<String>) -> Status {
