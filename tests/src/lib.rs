@@ -4,6 +4,7 @@
 //! real gRPC clients and tokens.
 
 pub mod proxy;
+pub mod scenario;
 pub mod seed;
 
 use std::net::SocketAddr;
