@@ -13,22 +13,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use shared::proto::contract::v1 as pb;
-use support::{
-    as_user, authorized, channel, connect, free_port, fresh_database, start, start_with,
-    whole_outbox,
+use shared::testing::{
+    TestBackend, as_service, as_user, channel, create_contract, free_addr, watch_outbox,
 };
+use support::{connect, fixed_price, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sigkill_mid_write_leaves_consistent_state_and_a_contiguous_outbox() {
-    for url in fresh_database().await {
-        sigkill_then_restart(&url).await;
+    for backend in TestBackend::all() {
+        sigkill_then_restart(&backend.fresh_database_url().await).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sigkill_during_concurrent_log_time_loses_no_acknowledged_entry_or_event() {
-    for url in fresh_database().await {
-        sigkill_during_log_time(&url).await;
+    for backend in TestBackend::all() {
+        sigkill_during_log_time(&backend.fresh_database_url().await).await;
     }
 }
 
@@ -44,10 +44,11 @@ async fn sigkill_during_log_time(url: &str) {
         .expect("time")
         .with_timezone(&chrono::Utc);
     let monday = now - chrono::Duration::minutes(4 * 24 * 60 + 23 * 60 + 50);
-    let port = free_port();
-    let mut child = start_with(port, url, &["--test-clock"]);
-    TestClockServiceClient::new(channel(port).await)
-        .set_time(authorized(
+    let addr = free_addr();
+    let mut child = start(addr, url, &["--test-clock"]);
+    TestClockServiceClient::new(channel(addr).await)
+        .set_time(as_service(
+            "crash-test",
             &["admin"],
             tpb::SetTimeRequest {
                 now: Some(shared::time::to_proto(now)),
@@ -55,29 +56,21 @@ async fn sigkill_during_log_time(url: &str) {
         ))
         .await
         .expect("set the clock");
-    let mut client = connect(port).await;
+    let client = connect(addr).await;
     let mut contracts = Vec::new();
     for k in 0..DIARIES {
-        let created = client
-            .create_contract(authorized(
-                &["contracts:write"],
-                pb::CreateContractRequest {
-                    client_id: format!("client-{k}"),
-                    freelancer_id: format!("free-{k}"),
-                    title: "crash".into(),
-                    r#type: pb::ContractType::Hourly as i32,
-                    currency_code: "USD".into(),
-                    hourly_rate_minor: 5_000,
-                    weekly_limit_minutes: 2_400,
-                    start_time: Some(shared::time::to_proto(now - chrono::Duration::days(30))),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("create")
-            .into_inner()
-            .contract
-            .expect("contract");
+        let hourly = pb::CreateContractRequest {
+            client_id: format!("client-{k}"),
+            freelancer_id: format!("free-{k}"),
+            title: "crash".into(),
+            r#type: pb::ContractType::Hourly as i32,
+            currency_code: "USD".into(),
+            hourly_rate_minor: 5_000,
+            weekly_limit_minutes: 2_400,
+            start_time: Some(shared::time::to_proto(now - chrono::Duration::days(30))),
+            ..Default::default()
+        };
+        let created = create_contract(&client, hourly).await.expect("create");
         contracts.push(created.id);
     }
     let contracts = Arc::new(contracts);
@@ -134,8 +127,8 @@ async fn sigkill_during_log_time(url: &str) {
         acked.len()
     );
 
-    let mut child = start(port, url);
-    let mut client = connect(port).await;
+    let mut child = start(addr, url, &[]);
+    let mut client = connect(addr).await;
     let mut stored = HashSet::new();
     for (k, contract) in contracts.iter().enumerate() {
         let diary = client
@@ -160,7 +153,10 @@ async fn sigkill_during_log_time(url: &str) {
 
     // One ContractCreated per contract and one TimeLogged per stored entry,
     // sequenced 1..=N without a gap.
-    let events = whole_outbox(&mut client, DIARIES + stored.len(), url).await;
+    let events = watch_outbox(&client)
+        .await
+        .whole(DIARIES + stored.len(), url)
+        .await;
     let logged: HashSet<String> = events
         .iter()
         .filter_map(|e| match &e.payload {
@@ -173,9 +169,9 @@ async fn sigkill_during_log_time(url: &str) {
 }
 
 async fn sigkill_then_restart(url: &str) {
-    let port = free_port();
-    let mut child = start(port, url);
-    let client = connect(port).await;
+    let addr = free_addr();
+    let mut child = start(addr, url, &[]);
+    let client = connect(addr).await;
     let stop = Arc::new(AtomicBool::new(false));
     let progress = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..8)
@@ -188,25 +184,16 @@ async fn sigkill_then_restart(url: &str) {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let create = pb::CreateContractRequest {
-                        client_id: format!("client-{w}"),
-                        freelancer_id: format!("free-{i}"),
-                        title: "crash".into(),
-                        r#type: pb::ContractType::FixedPrice as i32,
-                        currency_code: "USD".into(),
-                        start_time: Some(shared::time::to_proto(
-                            chrono::Utc::now() - chrono::Duration::days(1),
-                        )),
-                        request_id: format!("c-{w}-{i}"),
-                        ..Default::default()
-                    };
-                    let Ok(created) = client
-                        .create_contract(authorized(&["contracts:write"], create))
-                        .await
-                    else {
+                    let create = fixed_price(
+                        format!("client-{w}"),
+                        format!("free-{i}"),
+                        "crash",
+                        format!("c-{w}-{i}"),
+                    );
+                    let Ok(created) = create_contract(&client, create).await else {
                         break;
                     };
-                    let id = created.into_inner().contract.expect("contract").id;
+                    let id = created.id;
                     acked.push((id.clone(), None));
                     progress.fetch_add(1, Ordering::Relaxed);
                     let pay = pb::RecordPaymentRequest {
@@ -224,7 +211,7 @@ async fn sigkill_then_restart(url: &str) {
                         request_id: format!("p-{w}-{i}"),
                     };
                     let Ok(paid) = client
-                        .record_payment(authorized(&["payments:write"], pay))
+                        .record_payment(as_service("crash-test", &["payments:write"], pay))
                         .await
                     else {
                         break;
@@ -249,8 +236,8 @@ async fn sigkill_then_restart(url: &str) {
         "writes were acknowledged before the kill ({url})"
     );
 
-    let mut child = start(port, url);
-    let mut client = connect(port).await;
+    let mut child = start(addr, url, &[]);
+    let mut client = connect(addr).await;
     // Every acknowledged contract and payment survived.
     let mut stored_contracts = 0;
     let mut stored_payments = 0;
@@ -258,7 +245,8 @@ async fn sigkill_then_restart(url: &str) {
     let mut all_ids = HashSet::new();
     loop {
         let page = client
-            .list_contracts(authorized(
+            .list_contracts(as_service(
+                "crash-test",
                 &["contracts:read"],
                 pb::ListContractsRequest {
                     page_size: 500,
@@ -273,7 +261,8 @@ async fn sigkill_then_restart(url: &str) {
             all_ids.insert(contract.id.clone());
             stored_contracts += 1;
             let payments = client
-                .list_payments(authorized(
+                .list_payments(as_service(
+                    "crash-test",
                     &["contracts:read"],
                     pb::ListPaymentsRequest {
                         contract_id: contract.id.clone(),
@@ -298,7 +287,8 @@ async fn sigkill_then_restart(url: &str) {
         );
         if let Some(payment) = payment {
             let payments = client
-                .list_payments(authorized(
+                .list_payments(as_service(
+                    "crash-test",
                     &["contracts:read"],
                     pb::ListPaymentsRequest {
                         contract_id: contract.clone(),
@@ -317,7 +307,10 @@ async fn sigkill_then_restart(url: &str) {
     }
 
     // The outbox: one event per state change, sequences 1..=N without gaps.
-    let events = whole_outbox(&mut client, stored_contracts + stored_payments, url).await;
+    let events = watch_outbox(&client)
+        .await
+        .whole(stored_contracts + stored_payments, url)
+        .await;
     let created = events
         .iter()
         .filter(|e| matches!(e.payload, Some(pb::event::Payload::ContractCreated(_))))

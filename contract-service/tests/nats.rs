@@ -18,14 +18,16 @@ use prost::Message;
 use shared::nats::TestServer;
 use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
-use support::{authorized, connect, free_port, fresh_database, start_with};
+use shared::testing::{TestBackend, assert_gap_free, create_contract, free_addr, watch_outbox};
+use support::{connect, fixed_price, start};
 use tonic::transport::Channel;
 
 const STREAM: &str = "MARKETPLACE_CONTRACT_EVENTS";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_stream_holds_every_event_once_in_order_across_kills_of_nats_and_the_service() {
-    for url in fresh_database().await {
+    for backend in TestBackend::all() {
+        let url = backend.fresh_database_url().await;
         let Some(nats) = TestServer::start_or_skip().await else {
             return;
         };
@@ -42,32 +44,21 @@ fn writers(
 ) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
     (0..6)
         .map(|w| {
-            let (mut client, stop) = (client.clone(), stop.clone());
+            let (client, stop) = (client.clone(), stop.clone());
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 for i in 0.. {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let create = pb::CreateContractRequest {
-                        client_id: format!("client-{w}"),
-                        freelancer_id: format!("free-{round}-{i}"),
-                        title: "relay".into(),
-                        r#type: pb::ContractType::FixedPrice as i32,
-                        currency_code: "USD".into(),
-                        start_time: Some(shared::time::to_proto(
-                            chrono::Utc::now() - chrono::Duration::days(1),
-                        )),
-                        request_id: format!("r{round}-{w}-{i}"),
-                        ..Default::default()
-                    };
-                    match client
-                        .create_contract(authorized(&["contracts:write"], create))
-                        .await
-                    {
-                        Ok(created) => {
-                            acked.push(created.into_inner().contract.expect("contract").id)
-                        }
+                    let create = fixed_price(
+                        format!("client-{w}"),
+                        format!("free-{round}-{i}"),
+                        "relay",
+                        format!("r{round}-{w}-{i}"),
+                    );
+                    match create_contract(&client, create).await {
+                        Ok(created) => acked.push(created.id),
                         Err(_) => break,
                     }
                 }
@@ -95,9 +86,9 @@ async fn kills_mid_stream(mut nats: TestServer, url: &str) {
         "1".to_owned(),
     ];
     let relay_args: Vec<&str> = relay_args.iter().map(String::as_str).collect();
-    let port = free_port();
-    let mut service = start_with(port, url, &relay_args);
-    let client = connect(port).await;
+    let addr = free_addr();
+    let mut service = start(addr, url, &relay_args);
+    let client = connect(addr).await;
 
     // Round 1: nats-server is SIGKILLed and restarted mid-burst (the service
     // keeps answering), then the service itself is SIGKILLed.
@@ -119,14 +110,19 @@ async fn kills_mid_stream(mut nats: TestServer, url: &str) {
     // Round 2: the service comes back on the same database, after the
     // broker's duplicate window, and resumes.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let mut service = start_with(port, url, &relay_args);
-    let mut client = connect(port).await;
+    let mut service = start(addr, url, &relay_args);
+    let client = connect(addr).await;
     let round2 = writers(&client, &stop, 2);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     acked.extend(joined(round2).await);
 
-    let outbox = whole_outbox(&mut client).await;
+    // Every event in the outbox, read with WatchEvents until it stays quiet.
+    let outbox = watch_outbox(&client)
+        .await
+        .until_quiet(Duration::from_secs(2))
+        .await;
+    assert_gap_free(&outbox, url);
     let created: HashSet<String> = outbox.iter().map(|e| e.contract_id.clone()).collect();
     for id in &acked {
         assert!(
@@ -195,25 +191,4 @@ async fn kills_mid_stream(mut nats: TestServer, url: &str) {
         );
     }
     service.kill().await.expect("stop");
-}
-
-/// Every event in the outbox, read with WatchEvents until it stays quiet.
-async fn whole_outbox(client: &mut ContractServiceClient<Channel>) -> Vec<pb::Event> {
-    use tokio_stream::StreamExt;
-    let mut stream = client
-        .watch_events(authorized(
-            &["events:read"],
-            pb::WatchEventsRequest { after_sequence: 0 },
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
-    let mut events = Vec::new();
-    while let Ok(Some(next)) = tokio::time::timeout(Duration::from_secs(2), stream.next()).await {
-        events.push(next.expect("event").event.expect("event"));
-    }
-    let sequences: Vec<i64> = events.iter().map(|e| e.sequence).collect();
-    let contiguous: Vec<i64> = (1..=i64::try_from(events.len()).expect("small")).collect();
-    assert_eq!(sequences, contiguous, "the outbox is gap-free");
-    events
 }

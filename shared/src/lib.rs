@@ -20,6 +20,8 @@ pub mod service;
 pub mod sqlite_inline;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 pub mod validate;
 pub mod writer;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use e2e::scenario::{
     client_review, early_contract, end_by, end_feedback_view, ended_contract, freelancer_review,
-    mid_feedback, paid_contract, pay_invoice,
+    job_success_inputs, mid_feedback, paid_contract, pay_invoice,
 };
 use e2e::{
     EARLY_CLIENT, FeedbackApp, Stack, TestApp, TestBackend, as_service, as_user, backend_tests, ts,
@@ -29,6 +29,12 @@ async fn eligibility_of(s: &Stack, user: &str, c: &pb::Contract) -> fpb::MidCont
         .eligibility(user, &c.id)
         .await
         .expect("check eligibility")
+}
+
+/// client-1's 60-day-old hourly contract with free-1, paid `paid_ago` ago.
+async fn contract_paid(s: &Stack, paid_ago: Duration) -> pb::Contract {
+    s.contract("client-1", "free-1", Duration::days(60), Some(paid_ago))
+        .await
 }
 
 fn assert_failed(result: Result<impl std::fmt::Debug, tonic::Status>, code: Code, why: &str) {
@@ -166,14 +172,7 @@ async fn mid_contract_feedback_is_public_once_per_payment_and_30_days_and_not_re
 ) {
     let s = Stack::spawn(&backend).await;
     let start = s.contracts.now();
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::days(2)),
-        )
-        .await;
+    let c = contract_paid(&s, Duration::days(2)).await;
     let given = mid_feedback(&s, "client-1", &c).await;
     assert_eq!(given.rating, 5);
 
@@ -205,22 +204,11 @@ async fn mid_contract_feedback_is_public_once_per_payment_and_30_days_and_not_re
         Code::FailedPrecondition,
         "MID_CONTRACT_FEEDBACK_NOT_REPLYABLE",
     );
-    let jss = s
-        .feedback
-        .client()
-        .list_job_success_inputs(as_service(
-            "jss",
-            &["jss:read"],
-            fpb::ListJobSuccessInputsRequest {
-                freelancer_id: "free-1".into(),
-                ..Default::default()
-            },
-        ))
+    let jss = job_success_inputs(&s.feedback, "free-1", &["jss:read"])
         .await
-        .expect("jss")
-        .into_inner();
+        .expect("jss");
     assert!(
-        jss.feedback.is_empty(),
+        jss.is_empty(),
         "mid-contract feedback never counts toward JSS"
     );
 }
@@ -255,14 +243,7 @@ async fn freelancers_request_feedback_which_notifies_twice_and_expires_after_14_
 ) {
     let s = Stack::spawn(&backend).await;
     let start = s.contracts.now();
-    let c = s
-        .contract(
-            "client-1",
-            "free-1",
-            Duration::days(60),
-            Some(Duration::hours(1)),
-        )
-        .await;
+    let c = contract_paid(&s, Duration::hours(1)).await;
     assert_eq!(
         s.feedback
             .request_feedback("client-1", &c.id)

@@ -6,11 +6,10 @@
 use std::time::Duration as StdDuration;
 
 use e2e::scenario::{
-    client_review, end_feedback_view, ended_contract, freelancer_review, mid_feedback,
-    paid_contract,
+    client_review, end_feedback_view, ended_contract, freelancer_review, job_success_inputs,
+    mid_feedback, notifications_until_quiet, paid_contract,
 };
 use e2e::{Stack, TestBackend, as_service, as_user, backend_tests};
-use futures::StreamExt;
 use shared::proto::feedback::v1 as fpb;
 use tonic::Code;
 
@@ -41,20 +40,9 @@ async fn audit(s: &Stack, item_id: &str) -> Vec<fpb::ModerationAction> {
 }
 
 async fn jss_ids(s: &Stack) -> Vec<String> {
-    s.feedback
-        .client()
-        .list_job_success_inputs(as_service(
-            "jss",
-            &["jss:read"],
-            fpb::ListJobSuccessInputsRequest {
-                freelancer_id: "free-1".into(),
-                ..Default::default()
-            },
-        ))
+    job_success_inputs(&s.feedback, "free-1", &["jss:read"])
         .await
         .expect("jss")
-        .into_inner()
-        .feedback
         .into_iter()
         .map(|f| f.id)
         .collect()
@@ -62,30 +50,12 @@ async fn jss_ids(s: &Stack) -> Vec<String> {
 
 /// The notifications of `kind` sent to `user`, read until the outbox is quiet.
 async fn told(s: &Stack, user: &str, kind: fpb::NotificationKind) -> Vec<String> {
-    let mut stream = s
-        .feedback
-        .client()
-        .watch_events(as_service(
-            "notifications",
-            &["events:read"],
-            fpb::WatchEventsRequest { after_sequence: 0 },
-        ))
+    notifications_until_quiet(&s.feedback, StdDuration::from_millis(700))
         .await
-        .expect("watch")
-        .into_inner();
-    let mut texts = Vec::new();
-    while let Ok(Some(next)) =
-        tokio::time::timeout(StdDuration::from_millis(700), stream.next()).await
-    {
-        if let Some(fpb::event::Payload::NotificationRequested(n)) =
-            next.expect("event").event.expect("event").payload
-            && n.kind() == kind
-            && n.recipient_id == user
-        {
-            texts.push(n.text);
-        }
-    }
-    texts
+        .into_iter()
+        .filter(|n| n.kind() == kind && n.recipient_id == user)
+        .map(|n| n.text)
+        .collect()
 }
 
 async fn support_hides_and_restores_end_of_contract_feedback(backend: TestBackend) {

@@ -7,9 +7,8 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use e2e::scenario::end_by;
+use e2e::scenario::{end_by, notifications_until_quiet};
 use e2e::{FeedbackApp, Stack, TestApp, TestBackend, as_service, as_user, backend_tests};
-use futures::StreamExt;
 use shared::proto::feedback::v1 as fpb;
 
 /// (kind, recipient, channel, text, window close) of a notification event.
@@ -24,32 +23,17 @@ type Notification = (
 /// Every notification feedback-service has sent so far, read until the
 /// outbox stays quiet for `quiet`.
 async fn notifications(feedback: &FeedbackApp, quiet: StdDuration) -> Vec<Notification> {
-    let mut stream = feedback
-        .client()
-        .watch_events(as_service(
-            "notifications",
-            &["events:read"],
-            fpb::WatchEventsRequest { after_sequence: 0 },
-        ))
+    notifications_until_quiet(feedback, quiet)
         .await
-        .expect("watch")
-        .into_inner();
-    let mut seen = Vec::new();
-    while let Ok(Some(next)) = tokio::time::timeout(quiet, stream.next()).await {
-        let event = next.expect("event").event.expect("event");
-        if let Some(fpb::event::Payload::NotificationRequested(n)) = event.payload {
-            seen.push((
-                n.kind(),
-                n.recipient_id.clone(),
-                n.channel(),
-                n.text.clone(),
-                n.window_close_time
-                    .as_ref()
-                    .and_then(shared::time::from_proto),
-            ));
-        }
-    }
-    seen
+        .into_iter()
+        .map(|n| {
+            let close = n
+                .window_close_time
+                .as_ref()
+                .and_then(shared::time::from_proto);
+            (n.kind(), n.recipient_id.clone(), n.channel(), n.text, close)
+        })
+        .collect()
 }
 
 fn of_kind(

@@ -11,19 +11,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sqlx::Executor;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Request;
 use tonic::transport::Channel;
 
 use contract_service::{Application, Config};
-use shared::auth::{TokenSpec, mint_dev};
 use shared::clock::TestClock;
 use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
 use shared::proto::feedback::v1 as fpb;
 use shared::proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
+use shared::testing::channel;
+
+/// The support every crate's tests share: tokens, fresh databases, the outbox.
+pub use shared::testing::{
+    EventStream, TestBackend, as_service, as_user, assert_gap_free, free_addr, watch_outbox,
+    with_token,
+};
 
 /// The client's end-of-contract feedback used throughout the tests: all
 /// fives but quality of work 3, job completed, 9 of 10 to recommend.
@@ -45,126 +50,6 @@ pub fn client_end_feedback_request(contract_id: &str) -> fpb::SubmitEndContractF
         client_scores: None,
         comment: "Solid delivery".into(),
         request_id: String::new(),
-    }
-}
-
-/// Which database a test runs against.
-#[derive(Debug, Clone)]
-pub enum TestBackend {
-    Sqlite,
-    /// A PostgreSQL server URL (any database on it; tests create their own).
-    Postgres(String),
-}
-
-impl TestBackend {
-    /// The PostgreSQL backend, when `TEST_POSTGRES_URL` is set. When it is
-    /// not, the Postgres variant is skipped with a note, unless
-    /// `REQUIRE_POSTGRES` is set (CI), where skipping is a failure.
-    pub fn postgres() -> Option<Self> {
-        match std::env::var("TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => Some(Self::Postgres(url)),
-            _ => {
-                assert!(
-                    std::env::var_os("REQUIRE_POSTGRES").is_none(),
-                    "REQUIRE_POSTGRES is set but TEST_POSTGRES_URL is not: the PostgreSQL tests must run"
-                );
-                eprintln!("note: TEST_POSTGRES_URL is not set; skipping the PostgreSQL variant");
-                None
-            }
-        }
-    }
-
-    /// A database URL no other test uses. The first call of a process also
-    /// removes the test databases that earlier runs left behind.
-    pub async fn fresh_database_url(&self) -> String {
-        let name = format!("mkt_test_{}", uuid::Uuid::now_v7().simple());
-        let first = !SWEPT.swap(true, std::sync::atomic::Ordering::AcqRel);
-        match self {
-            TestBackend::Sqlite => {
-                let dir = std::env::temp_dir().join("marketplace-tests");
-                std::fs::create_dir_all(&dir).expect("temp dir");
-                if first {
-                    sweep_sqlite_files(&dir);
-                }
-                format!("sqlite://{}/{name}.db", dir.display())
-            }
-            TestBackend::Postgres(url) => {
-                sqlx::any::install_default_drivers();
-                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
-                    .await
-                    .expect("connect to TEST_POSTGRES_URL");
-                if first {
-                    sweep_postgres_databases(&mut conn).await;
-                }
-                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .expect("create test database");
-                let (base, _) = url.rsplit_once('/').expect("postgres URL has a database");
-                format!("{base}/{name}")
-            }
-        }
-    }
-}
-
-/// Whether this process has already swept stale test databases.
-static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Test and load databases older than this are leftovers: the harness
-/// never drops a database while a test may still hold it, and no run of the
-/// suite or the load tool lasts this long.
-const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Whether a `mkt_…_<uuid v7>` database name was created more than
-/// [`STALE_AFTER`] ago (the UUID carries its creation time).
-fn is_stale(name: &str) -> bool {
-    let Some(created) = name
-        .strip_prefix("mkt_")
-        .and_then(|rest| rest.rsplit('_').next())
-        .and_then(|id| uuid::Uuid::try_parse(id).ok())
-        .and_then(|id| id.get_timestamp())
-    else {
-        return false;
-    };
-    let (secs, nanos) = created.to_unix();
-    let created = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
-    created.elapsed().is_ok_and(|age| age > STALE_AFTER)
-}
-
-/// Removes stale SQLite test files (`mkt_test_<uuid>.db` and its `-wal`
-/// and `-shm`).
-fn sweep_sqlite_files(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name();
-        let Some(name) = file.to_str() else { continue };
-        let stem = name.split('.').next().unwrap_or(name);
-        if is_stale(stem) {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Drops stale test and load databases on the PostgreSQL server.
-async fn sweep_postgres_databases(conn: &mut sqlx::AnyConnection) {
-    let names: Vec<String> = match sqlx::query_scalar(
-        "SELECT CAST(datname AS TEXT) FROM pg_database WHERE datname LIKE 'mkt\\_%'",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    {
-        Ok(names) => names,
-        Err(err) => {
-            eprintln!("note: could not list old test databases: {err}");
-            return;
-        }
-    };
-    for name in names.iter().filter(|name| is_stale(name)) {
-        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        if let Err(err) = conn.execute(sqlx::AssertSqlSafe(sql)).await {
-            eprintln!("note: could not drop old test database {name}: {err}");
-        }
     }
 }
 
@@ -244,17 +129,12 @@ impl TestApp {
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to contract-service");
         Self {
             addr,
             metrics_addr,
             clock,
             database_url,
-            contracts: ContractServiceClient::new(channel),
+            contracts: ContractServiceClient::new(channel(addr).await),
             api: Some(api),
             stop: Some(stop),
             server: Some(server),
@@ -295,28 +175,7 @@ impl TestApp {
 
     /// The first `count` outbox events, in sequence order (each within 10 s).
     pub async fn events(&self, count: usize) -> Vec<pb::Event> {
-        use futures::StreamExt;
-        let mut stream = self
-            .contracts
-            .clone()
-            .watch_events(as_service(
-                "audit",
-                &["events:read"],
-                pb::WatchEventsRequest { after_sequence: 0 },
-            ))
-            .await
-            .expect("watch")
-            .into_inner();
-        let mut events = Vec::new();
-        while events.len() < count {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
-                .await
-                .expect("event within 10 s")
-                .expect("stream open")
-                .expect("event");
-            events.push(next.event.expect("event"));
-        }
-        events
+        watch_outbox(&self.contracts).await.take(count).await
     }
 
     /// Whether the outbox holds more than `count` events (waits briefly for one more).
@@ -361,15 +220,7 @@ impl TestApp {
         &self,
         req: pb::CreateContractRequest,
     ) -> Result<pb::Contract, tonic::Status> {
-        let response = self
-            .contracts
-            .clone()
-            .create_contract(as_service("hiring", &["contracts:write"], req))
-            .await?;
-        Ok(response
-            .into_inner()
-            .contract
-            .expect("contract in response"))
+        shared::testing::create_contract(&self.contracts, req).await
     }
 
     /// The freelancer logs `minutes` starting at `start`.
@@ -571,29 +422,6 @@ impl Drop for TestApp {
     }
 }
 
-/// A request carrying a user token.
-pub fn as_user<T>(user: &str, message: T) -> Request<T> {
-    with_token(&mint_dev(&TokenSpec::user(user)).expect("mint"), message)
-}
-
-/// A request carrying a service token with these scopes.
-pub fn as_service<T>(name: &str, scopes: &[&str], message: T) -> Request<T> {
-    with_token(
-        &mint_dev(&TokenSpec::service(name, scopes)).expect("mint"),
-        message,
-    )
-}
-
-/// A request carrying this bearer token.
-pub fn with_token<T>(token: &str, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("ascii token"),
-    );
-    request
-}
-
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
     shared::time::to_proto(t)
 }
@@ -677,16 +505,11 @@ impl FeedbackApp {
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect to feedback-service");
         Self {
             addr,
             metrics_addr,
             database_url,
-            feedback: FeedbackServiceClient::new(channel),
+            feedback: FeedbackServiceClient::new(channel(addr).await),
             stop: Some(stop),
             server: Some(server),
         }
@@ -866,27 +689,7 @@ impl FeedbackApp {
 
     /// Waits for the first `count` outbox events.
     pub async fn events(&self, count: usize) -> Vec<fpb::Event> {
-        use futures::StreamExt;
-        let mut stream = self
-            .client()
-            .watch_events(as_service(
-                "audit",
-                &["events:read"],
-                fpb::WatchEventsRequest { after_sequence: 0 },
-            ))
-            .await
-            .expect("watch")
-            .into_inner();
-        let mut events = Vec::new();
-        while events.len() < count {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
-                .await
-                .expect("event within 10 s")
-                .expect("stream open")
-                .expect("event");
-            events.push(next.event.expect("event"));
-        }
-        events
+        watch_outbox(&self.feedback).await.take(count).await
     }
 
     /// Waits until an event matching `want` is in the outbox (10 s at most); returns all events up to it.
@@ -894,31 +697,10 @@ impl FeedbackApp {
         &self,
         want: impl Fn(&fpb::event::Payload) -> bool,
     ) -> Vec<fpb::Event> {
-        use futures::StreamExt;
-        let mut stream = self
-            .client()
-            .watch_events(as_service(
-                "audit",
-                &["events:read"],
-                fpb::WatchEventsRequest { after_sequence: 0 },
-            ))
+        watch_outbox(&self.feedback)
             .await
-            .expect("watch")
-            .into_inner();
-        let mut events = Vec::new();
-        loop {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
-                .await
-                .expect("awaited event within 10 s")
-                .expect("stream open")
-                .expect("event");
-            let event = next.event.expect("event");
-            let done = event.payload.as_ref().is_some_and(&want);
-            events.push(event);
-            if done {
-                return events;
-            }
-        }
+            .until(|event| event.payload.as_ref().is_some_and(&want))
+            .await
     }
 }
 
@@ -1068,32 +850,5 @@ pub async fn metric_stays(
         let value = metric_value(&text, metric, labels);
         assert_eq!(value, Some(want), "{metric}{labels:?}:\n{text}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn name_made(ago: std::time::Duration) -> String {
-        let at = std::time::SystemTime::now() - ago;
-        let since = at
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970");
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
-        format!("mkt_test_{}", uuid::Uuid::new_v7(ts).simple())
-    }
-
-    #[test]
-    fn only_old_test_databases_are_stale() {
-        let minute = std::time::Duration::from_secs(60);
-        assert!(!is_stale(&name_made(minute * 59)));
-        assert!(is_stale(&name_made(minute * 61)));
-        let load = name_made(minute * 61).replace("mkt_test_", "mkt_load_contract_");
-        assert!(is_stale(&load));
-        // Anything not named by the harness or the load tool is left alone.
-        assert!(!is_stale(&name_made(minute * 61).replace("mkt_", "app_")));
-        assert!(!is_stale("mkt_test_notauuid"));
-        assert!(!is_stale("marketplace"));
     }
 }

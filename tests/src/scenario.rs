@@ -159,3 +159,31 @@ pub async fn pay_invoice(
         .await
         .expect("pay the invoice")
 }
+
+/// Every notification feedback-service has requested so far, read (as the
+/// notifications service) until no event arrives for `quiet`.
+pub async fn notifications_until_quiet(
+    feedback: &FeedbackApp,
+    quiet: std::time::Duration,
+) -> Vec<fpb::NotificationRequested> {
+    use futures::StreamExt;
+    let mut stream = feedback
+        .client()
+        .watch_events(as_service(
+            "notifications",
+            &["events:read"],
+            fpb::WatchEventsRequest { after_sequence: 0 },
+        ))
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Ok(Some(next)) = tokio::time::timeout(quiet, stream.next()).await {
+        if let Some(fpb::event::Payload::NotificationRequested(n)) =
+            next.expect("event").event.expect("event").payload
+        {
+            seen.push(n);
+        }
+    }
+    seen
+}

@@ -15,7 +15,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,7 +31,8 @@ use shared::proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use shared::proto::testing::v1 as tpb;
 use shared::proto::testing::v1::echo_service_client::EchoServiceClient;
 use shared::proto::testing::v1::test_clock_service_client::TestClockServiceClient;
-use tokio::process::{Child, Command};
+use shared::testing::{TestBackend, free_addr, service_command, with_token};
+use tokio::process::Child;
 use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -150,42 +150,18 @@ struct Process {
     addr: SocketAddr,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
+/// A fresh database for one service (`mkt_load_<name>_<uuid>`), on the
+/// chosen backend.
 async fn database_url(args: &Args, name: &str) -> anyhow::Result<String> {
-    let unique = format!("mkt_load_{name}_{}", uuid::Uuid::now_v7().simple());
-    match args.backend {
-        Backend::Sqlite => {
-            let dir = std::env::temp_dir().join("marketplace-load");
-            std::fs::create_dir_all(&dir)?;
-            Ok(format!("sqlite://{}/{unique}.db", dir.display()))
-        }
-        Backend::Postgres => {
-            use sqlx::Executor;
-            let url = args
-                .postgres_url
+    let backend = match args.backend {
+        Backend::Sqlite => TestBackend::Sqlite,
+        Backend::Postgres => TestBackend::Postgres(
+            args.postgres_url
                 .clone()
-                .context("--postgres-url (or TEST_POSTGRES_URL) is required for postgres")?;
-            sqlx::any::install_default_drivers();
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await?;
-            conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {unique}")))
-                .await?;
-            // Keep the URL's parameters (`?sslmode=disable`, say) for the services.
-            let (url, params) = url.split_once('?').unwrap_or((&url, ""));
-            let (base, _) = url.rsplit_once('/').context("a database in the URL")?;
-            let params = if params.is_empty() {
-                String::new()
-            } else {
-                format!("?{params}")
-            };
-            Ok(format!("{base}/{unique}{params}"))
-        }
-    }
+                .context("--postgres-url (or TEST_POSTGRES_URL) is required for postgres")?,
+        ),
+    };
+    backend.create_database(&format!("load_{name}")).await
 }
 
 async fn start(
@@ -193,22 +169,12 @@ async fn start(
     binary: &str,
     extra: &[String],
 ) -> anyhow::Result<Process> {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let addr = free_addr();
     let path = bin_dir.join(binary);
-    let child = Command::new(&path)
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
+    let child = service_command(&path, addr)
         .args(extra)
         .env("RUST_LOG", "warn")
         .env("MAX_CONCURRENT_REQUESTS", "0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| {
             format!(
@@ -266,14 +232,6 @@ fn cpu_secs(process: &Process) -> f64 {
             Some((utime + stime) / TICKS_PER_SEC)
         })
         .unwrap_or(0.0)
-}
-
-fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
 }
 
 /// Tokens minted once: signing is not what is measured.
@@ -361,6 +319,13 @@ fn mint(spec: &TokenSpec) -> anyhow::Result<String> {
     )?)
 }
 
+/// The echo scenarios' request.
+fn ping() -> tpb::EchoRequest {
+    tpb::EchoRequest {
+        payload: "ping".into(),
+    }
+}
+
 /// Friday 2026-11-20 23:50 UTC: the whole billing week is open for LogTime.
 fn bench_now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339("2026-11-20T23:50:00Z")
@@ -406,7 +371,7 @@ async fn create_contract(
     let client = format!("{tag}-client-{i}");
     let freelancer = format!("{tag}-free-{}", i % freelancers);
     let created = c
-        .create_contract(bearer(
+        .create_contract(with_token(
             &tokens.hiring,
             pb::CreateContractRequest {
                 client_id: client.clone(),
@@ -426,7 +391,7 @@ async fn create_contract(
         .into_inner()
         .contract
         .context("contract")?;
-    c.record_payment(bearer(
+    c.record_payment(with_token(
         &tokens.billing,
         pb::RecordPaymentRequest {
             contract_id: created.id.clone(),
@@ -449,7 +414,7 @@ async fn create_contract(
     .await?;
     let client_token = Tokens::user(&client);
     if ended {
-        c.end_contract(bearer(
+        c.end_contract(with_token(
             &client_token,
             pb::EndContractRequest {
                 contract_id: created.id.clone(),
@@ -473,15 +438,15 @@ struct Pace {
     measured: Duration,
 }
 
+/// What [`drive`] measured: the latencies, the calls that succeeded and
+/// failed, the measured time, and the warm-up's calls.
+type Driven = (Histogram<u64>, u64, u64, Duration, u64);
+
 /// Runs `call(worker, iteration)` from `concurrency` workers for the
 /// measured time, after the warm-up. A call returns whether it succeeded, or
 /// `None` when there is no more work (single-use fixtures ran out): that
 /// worker stops, and the rate is taken over the time the workers ran.
-async fn drive<F, Fut>(
-    concurrency: usize,
-    pace: Pace,
-    call: F,
-) -> (Histogram<u64>, u64, u64, Duration, u64)
+async fn drive<F, Fut>(concurrency: usize, pace: Pace, call: F) -> Driven
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Option<bool>> + Send,
@@ -629,6 +594,24 @@ impl Bench {
         ))
     }
 
+    /// [`drive`] for one RPC at this bench's concurrency and pace:
+    /// `request(worker, iteration)` makes the next request (`None`: no more
+    /// work), and `rpc` sends it on a clone of `client`, saying whether it
+    /// succeeded.
+    async fn drive_rpc<C, M, R, F, Fut>(&self, client: C, request: R, rpc: F) -> Driven
+    where
+        C: Clone + Send + Sync + 'static,
+        R: Fn(usize, usize) -> Option<tonic::Request<M>> + Send + Sync + 'static,
+        F: Fn(C, tonic::Request<M>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send,
+    {
+        drive(self.concurrency, self.pace, move |worker, i| {
+            let call = request(worker, i).map(|request| rpc(client.clone(), request));
+            async move { Some(call?.await) }
+        })
+        .await
+    }
+
     /// Drives one scenario; `None` for an unknown name.
     async fn measure(&self, scenario: &str) -> anyhow::Result<Option<Figures>> {
         let bare = self.bare_echoes.clone();
@@ -640,75 +623,62 @@ impl Bench {
             self.active.clone(),
             self.ended.clone(),
         );
-        let (concurrency, pace) = (self.concurrency, self.pace);
+        let concurrency = self.concurrency;
         let mut batch = 1.0;
         let cpu_before = [cpu_secs(&self.contract), cpu_secs(&self.feedback)];
         let (histogram, ok, errors, elapsed, warm_calls) = match scenario {
             "bare-echo" => {
-                drive(concurrency, pace, move |_, _| {
-                    let mut e = bare.clone();
-                    async move {
-                        let request = tpb::EchoRequest {
-                            payload: "ping".into(),
-                        };
-                        Some(e.echo(request).await.is_ok())
-                    }
-                })
+                let ping = move |_, _| Some(tonic::Request::new(ping()));
+                self.drive_rpc(
+                    bare,
+                    ping,
+                    |mut e, r| async move { e.echo(r).await.is_ok() },
+                )
                 .await
             }
             "echo" => {
-                drive(concurrency, pace, move |_, _| {
-                    let (mut e, token) = (e.clone(), t.reader.clone());
-                    async move {
-                        let request = tpb::EchoRequest {
-                            payload: "ping".into(),
-                        };
-                        Some(e.echo(bearer(&token, request)).await.is_ok())
-                    }
-                })
-                .await
+                let ping = move |_, _| Some(with_token(&t.reader, ping()));
+                self.drive_rpc(e, ping, |mut e, r| async move { e.echo(r).await.is_ok() })
+                    .await
             }
             "get-contract" => {
-                drive(concurrency, pace, move |_, i| {
-                    let (mut c, token, id) = (
-                        c.clone(),
-                        t.reader.clone(),
-                        act[i % act.len()].contract.clone(),
-                    );
-                    async move {
-                        let request = pb::GetContractRequest { contract_id: id };
-                        Some(c.get_contract(bearer(&token, request)).await.is_ok())
-                    }
-                })
+                let get = move |_, i: usize| {
+                    let contract_id = act[i % act.len()].contract.clone();
+                    Some(with_token(
+                        &t.reader,
+                        pb::GetContractRequest { contract_id },
+                    ))
+                };
+                self.drive_rpc(
+                    c,
+                    get,
+                    |mut c, r| async move { c.get_contract(r).await.is_ok() },
+                )
                 .await
             }
             "check-eligibility" => {
-                drive(concurrency, pace, move |_, i| {
-                    let (mut f, fixture) = (f.clone(), act[i % act.len()].clone());
-                    async move {
-                        let request = fpb::CheckMidContractEligibilityRequest {
-                            contract_id: fixture.contract,
-                        };
-                        let call = f
-                            .check_mid_contract_eligibility(bearer(&fixture.client_token, request));
-                        Some(call.await.is_ok())
-                    }
+                let check = move |_, i: usize| {
+                    let fixture = &act[i % act.len()];
+                    let contract_id = fixture.contract.clone();
+                    let request = fpb::CheckMidContractEligibilityRequest { contract_id };
+                    Some(with_token(&fixture.client_token, request))
+                };
+                self.drive_rpc(f, check, |mut f, r| async move {
+                    f.check_mid_contract_eligibility(r).await.is_ok()
                 })
                 .await
             }
             "batch-check-100" => {
                 batch = 100.0;
-                drive(concurrency, pace, move |_, i| {
-                    let (mut f, token) = (f.clone(), t.reader.clone());
-                    let ids: Vec<String> = (0..100)
+                let check = move |_, i: usize| {
+                    let contract_ids: Vec<String> = (0..100)
                         .map(|k| act[(i * 7 + k) % act.len()].contract.clone())
                         .collect();
-                    async move {
-                        let request =
-                            fpb::BatchCheckMidContractEligibilityRequest { contract_ids: ids };
-                        let call = f.batch_check_mid_contract_eligibility(bearer(&token, request));
-                        Some(call.await.is_ok())
-                    }
+                    let request = fpb::BatchCheckMidContractEligibilityRequest { contract_ids };
+                    Some(with_token(&t.reader, request))
+                };
+                self.drive_rpc(f, check, |mut f, r| async move {
+                    f.batch_check_mid_contract_eligibility(r).await.is_ok()
                 })
                 .await
             }
@@ -719,128 +689,121 @@ impl Bench {
                 let per_worker = (act.len() / concurrency).max(1);
                 let counters: Arc<Vec<AtomicUsize>> =
                     Arc::new((0..concurrency).map(|_| AtomicUsize::new(0)).collect());
-                drive(concurrency, pace, move |worker, _| {
+                let log = move |worker: usize, _| {
                     let n = counters[worker].fetch_add(1, Ordering::Relaxed);
-                    let fixture =
-                        act[(worker * per_worker + (n / 700) % per_worker) % act.len()].clone();
+                    let fixture = &act[(worker * per_worker + (n / 700) % per_worker) % act.len()];
                     let start = week_start + chrono::Duration::minutes(10 * (n % 700) as i64);
-                    let mut c = c.clone();
-                    async move {
-                        let request = pb::LogTimeRequest {
-                            contract_id: fixture.contract,
-                            start_time: Some(shared::time::to_proto(start)),
-                            minutes: 10,
-                            ..Default::default()
-                        };
-                        let call = c.log_time(bearer(&fixture.freelancer_token, request));
-                        Some(call.await.is_ok())
-                    }
-                })
+                    let request = pb::LogTimeRequest {
+                        contract_id: fixture.contract.clone(),
+                        start_time: Some(shared::time::to_proto(start)),
+                        minutes: 10,
+                        ..Default::default()
+                    };
+                    Some(with_token(&fixture.freelancer_token, request))
+                };
+                self.drive_rpc(
+                    c,
+                    log,
+                    |mut c, r| async move { c.log_time(r).await.is_ok() },
+                )
                 .await
             }
             "end-contract" => {
                 let fresh = self.single_use(6_000, "x").await?;
-                drive(concurrency, pace, move |_, i| {
-                    let (mut c, fixture) = (c.clone(), fresh.get(i).cloned());
-                    async move {
-                        let fixture = fixture?;
-                        let request = pb::EndContractRequest {
-                            contract_id: fixture.contract,
-                            reason: String::new(),
-                            request_id: String::new(),
-                        };
-                        let call = c.end_contract(bearer(&fixture.client_token, request));
-                        Some(call.await.is_ok())
-                    }
-                })
+                let end = move |_, i: usize| {
+                    let fixture = fresh.get(i)?;
+                    let request = pb::EndContractRequest {
+                        contract_id: fixture.contract.clone(),
+                        reason: String::new(),
+                        request_id: String::new(),
+                    };
+                    Some(with_token(&fixture.client_token, request))
+                };
+                self.drive_rpc(
+                    c,
+                    end,
+                    |mut c, r| async move { c.end_contract(r).await.is_ok() },
+                )
                 .await
             }
             "submit-mid-feedback" => {
                 let fresh = self.single_use(3_000, "m").await?;
-                drive(concurrency, pace, move |_, i| {
-                    let (mut f, fixture) = (f.clone(), fresh.get(i).cloned());
-                    async move {
-                        let fixture = fixture?;
-                        let request = fpb::SubmitMidContractFeedbackRequest {
-                            contract_id: fixture.contract,
-                            rating: 5,
-                            comment: "great progress".into(),
-                            bonus: None,
-                            request_id: String::new(),
-                        };
-                        let call =
-                            f.submit_mid_contract_feedback(bearer(&fixture.client_token, request));
-                        Some(call.await.is_ok())
-                    }
+                let submit = move |_, i: usize| {
+                    let fixture = fresh.get(i)?;
+                    let request = fpb::SubmitMidContractFeedbackRequest {
+                        contract_id: fixture.contract.clone(),
+                        rating: 5,
+                        comment: "great progress".into(),
+                        bonus: None,
+                        request_id: String::new(),
+                    };
+                    Some(with_token(&fixture.client_token, request))
+                };
+                self.drive_rpc(f, submit, |mut f, r| async move {
+                    f.submit_mid_contract_feedback(r).await.is_ok()
                 })
                 .await
             }
             "record-payment" => {
-                drive(concurrency, pace, move |_, i| {
-                    let (mut c, token, fixture) =
-                        (c.clone(), t.billing.clone(), act[i % act.len()].clone());
-                    async move {
-                        let request = pb::RecordPaymentRequest {
-                            contract_id: fixture.contract,
-                            kind: pb::PaymentKind::HourlyInvoice as i32,
-                            amount: Some(pb::Money {
-                                currency_code: "USD".into(),
-                                amount_minor: 100,
-                            }),
-                            paid_time: Some(shared::time::to_proto(
-                                bench_now() - chrono::Duration::hours(1),
-                            )),
-                            memo: String::new(),
-                            request_id: format!("load-invoice-{i}"),
-                            billing_week_time: Some(shared::time::to_proto(
-                                bench_now() - chrono::Duration::hours(1),
-                            )),
-                        };
-                        Some(c.record_payment(bearer(&token, request)).await.is_ok())
-                    }
+                let pay = move |_, i: usize| {
+                    let paid = Some(shared::time::to_proto(
+                        bench_now() - chrono::Duration::hours(1),
+                    ));
+                    let request = pb::RecordPaymentRequest {
+                        contract_id: act[i % act.len()].contract.clone(),
+                        kind: pb::PaymentKind::HourlyInvoice as i32,
+                        amount: Some(pb::Money {
+                            currency_code: "USD".into(),
+                            amount_minor: 100,
+                        }),
+                        paid_time: paid,
+                        memo: String::new(),
+                        request_id: format!("load-invoice-{i}"),
+                        billing_week_time: paid,
+                    };
+                    Some(with_token(&t.billing, request))
+                };
+                self.drive_rpc(c, pay, |mut c, r| async move {
+                    c.record_payment(r).await.is_ok()
                 })
                 .await
             }
             "submit-end-feedback" => {
                 // Ended contracts, each reviewed once by its client.
                 let fresh = self.single_use_ended(3_000, "q").await?;
-                drive(concurrency, pace, move |_, i| {
-                    let (mut f, fixture) = (f.clone(), fresh.get(i).cloned());
-                    async move {
-                        let fixture = fixture?;
-                        let request = e2e::client_end_feedback_request(&fixture.contract);
-                        let call =
-                            f.submit_end_contract_feedback(bearer(&fixture.client_token, request));
-                        Some(call.await.is_ok())
-                    }
+                let submit = move |_, i: usize| {
+                    let fixture = fresh.get(i)?;
+                    let request = e2e::client_end_feedback_request(&fixture.contract);
+                    Some(with_token(&fixture.client_token, request))
+                };
+                self.drive_rpc(f, submit, |mut f, r| async move {
+                    f.submit_end_contract_feedback(r).await.is_ok()
                 })
                 .await
             }
             "get-end-feedback" => {
-                drive(concurrency, pace, move |_, i| {
-                    let (mut f, fixture) = (f.clone(), end[i % end.len()].clone());
-                    async move {
-                        let request = fpb::GetEndContractFeedbackRequest {
-                            contract_id: fixture.contract,
-                        };
-                        let call =
-                            f.get_end_contract_feedback(bearer(&fixture.client_token, request));
-                        Some(call.await.is_ok())
-                    }
+                let get = move |_, i: usize| {
+                    let fixture = &end[i % end.len()];
+                    let contract_id = fixture.contract.clone();
+                    let request = fpb::GetEndContractFeedbackRequest { contract_id };
+                    Some(with_token(&fixture.client_token, request))
+                };
+                self.drive_rpc(f, get, |mut f, r| async move {
+                    f.get_end_contract_feedback(r).await.is_ok()
                 })
                 .await
             }
             "list-work-history" => {
-                drive(concurrency, pace, move |_, i| {
-                    let (mut f, token) = (f.clone(), t.reader.clone());
-                    async move {
-                        let request = fpb::ListWorkHistoryRequest {
-                            freelancer_id: format!("e-free-{}", i % HISTORY_FREELANCERS),
-                            page_size: 20,
-                            page_token: String::new(),
-                        };
-                        Some(f.list_work_history(bearer(&token, request)).await.is_ok())
-                    }
+                let list = move |_, i: usize| {
+                    let request = fpb::ListWorkHistoryRequest {
+                        freelancer_id: format!("e-free-{}", i % HISTORY_FREELANCERS),
+                        page_size: 20,
+                        page_token: String::new(),
+                    };
+                    Some(with_token(&t.reader, request))
+                };
+                self.drive_rpc(f, list, |mut f, r| async move {
+                    f.list_work_history(r).await.is_ok()
                 })
                 .await
             }
@@ -1005,7 +968,7 @@ impl Bench {
         // One clock for both services: Friday night, so a whole week is open.
         for addr in [contract.addr, feedback.addr] {
             TestClockServiceClient::new(channel(addr).await?)
-                .set_time(bearer(
+                .set_time(with_token(
                     &tokens.ops,
                     tpb::SetTimeRequest {
                         now: Some(shared::time::to_proto(bench_now())),
@@ -1021,7 +984,7 @@ impl Bench {
             create_contracts(&contracts, &tokens, 200, HISTORY_FREELANCERS, true, "e").await?;
         for f in &ended {
             let mut fb = feedbacks.clone();
-            fb.submit_end_contract_feedback(bearer(
+            fb.submit_end_contract_feedback(with_token(
                 &f.client_token,
                 e2e::client_end_feedback_request(&f.contract),
             ))
