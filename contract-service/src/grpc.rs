@@ -1,54 +1,32 @@
 //! The gRPC surface as a table: the `ContractApi` service and, for each RPC,
 //! a one-line delegation to its feature module (contracts, diary, payments, billing, disputes, events).
 
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::domain::Rules;
 use crate::events::EventStream;
-use shared::auth::{Caller, handle};
-use shared::clock::SharedClock;
-use shared::db::Db;
-use shared::metrics::Metrics;
-use shared::outbox::Relay;
+use shared::api::Core;
+use shared::auth::handle;
 use shared::proto::contract::v1 as pb;
-use shared::writer::Mutations;
 
 /// The contract service.
 #[derive(Debug, Clone)]
 pub struct ContractApi {
-    pub(crate) db: Db,
-    pub(crate) clock: SharedClock,
+    pub(crate) core: Core,
     pub(crate) rules: Rules,
-    pub(crate) relay: Relay,
-    pub(crate) mutations: Mutations,
-    /// Where `WatchEvents` reports each consumer's position, once set.
-    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl ContractApi {
-    pub fn new(db: Db, clock: SharedClock, rules: Rules, relay: Relay) -> Self {
-        Self {
-            mutations: Mutations::new(db.clone(), clock.clone(), relay.clone()),
-            db,
-            clock,
-            rules,
-            relay,
-            metrics: None,
-        }
+    pub fn new(core: Core, rules: Rules) -> Self {
+        Self { core, rules }
     }
+}
 
-    /// Reports what `WatchEvents` sends each consumer in `metrics`
-    /// (`outbox_consumer_sequence`).
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    pub(crate) fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+/// `self.db`, `self.mutations`, `self.now()`…: the state every service has.
+impl std::ops::Deref for ContractApi {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }
 
@@ -169,9 +147,9 @@ impl pb::contract_service_server::ContractService for ContractApi {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let caller = Caller::of(&request)?;
-        self.watch_events(&caller, request.into_inner())
-            .map(Response::new)
-            .map_err(Status::from)
+        handle(request, |caller, req| async move {
+            self.watch_events(&caller, req)
+        })
+        .await
     }
 }

@@ -4,67 +4,44 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use crate::contracts::Contracts;
 use crate::domain::{CohortConfig, ContractFacts, Rules, Side};
 use crate::error::Error;
+use shared::api::Core;
 use shared::auth::{Caller, scope};
-use shared::clock::SharedClock;
 use shared::db::Db;
-use shared::metrics::Metrics;
-use shared::outbox::Relay;
 use shared::writer::Mutations;
 
 /// The feedback service.
 #[derive(Debug, Clone)]
 pub struct FeedbackApi {
-    pub(crate) db: Db,
-    pub(crate) clock: SharedClock,
+    pub(crate) core: Core,
     pub(crate) rules: Rules,
     pub(crate) cohorts: Arc<CohortConfig>,
     pub(crate) contracts: Contracts,
-    pub(crate) relay: Relay,
     /// Wakes the bonus worker after a feedback with a bonus commits.
     pub(crate) bonus_wake: Arc<Notify>,
-    pub(crate) mutations: Mutations,
-    /// Where `WatchEvents` reports each consumer's position, once set.
-    pub(crate) metrics: Option<Arc<Metrics>>,
+}
+
+/// `self.db`, `self.mutations`, `self.now()`…: the state every service has.
+impl std::ops::Deref for FeedbackApi {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 impl FeedbackApi {
-    pub fn new(
-        db: Db,
-        clock: SharedClock,
-        rules: Rules,
-        cohorts: CohortConfig,
-        contracts: Contracts,
-        relay: Relay,
-        bonus_wake: Arc<Notify>,
-    ) -> Self {
+    pub fn new(core: Core, rules: Rules, cohorts: CohortConfig, contracts: Contracts) -> Self {
         Self {
-            mutations: Mutations::new(db.clone(), clock.clone(), relay.clone()),
-            db,
-            clock,
+            core,
             rules,
             cohorts: Arc::new(cohorts),
             contracts,
-            relay,
-            bonus_wake,
-            metrics: None,
+            bonus_wake: Arc::new(Notify::new()),
         }
-    }
-
-    /// Reports what `WatchEvents` sends each consumer in `metrics`
-    /// (`outbox_consumer_sequence`).
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    pub(crate) fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
     }
 
     pub(crate) fn db(&self) -> &Db {

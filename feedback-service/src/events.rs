@@ -1,16 +1,11 @@
 //! Outbox events: `notify` (a NotificationRequested per channel) inside a
 //! write, next to `Unit::event`, and the `WatchEvents` stream.
 
-use std::pin::Pin;
-
 use chrono::{DateTime, Utc};
-use futures::Stream;
-use tonic::Status;
 
 use crate::api::FeedbackApi;
 use crate::error::{DOMAIN, Error};
 use shared::auth::{Caller, scope};
-use shared::outbox;
 use shared::proto::feedback::v1 as pb;
 use shared::writer::Unit;
 
@@ -38,8 +33,7 @@ pub(crate) fn notify(
     }
 }
 
-pub(crate) type EventStream =
-    Pin<Box<dyn Stream<Item = Result<pb::WatchEventsResponse, Status>> + Send>>;
+pub(crate) type EventStream = shared::api::EventStream<pb::WatchEventsResponse>;
 
 impl FeedbackApi {
     pub(crate) fn watch_events(
@@ -50,14 +44,9 @@ impl FeedbackApi {
         if !caller.has_scope(scope::EVENTS_READ) {
             return Err(Error::MissingScope(scope::EVENTS_READ));
         }
-        let stream = outbox::watch_events::<pb::event::Payload>(
-            self.db.clone(),
-            &self.relay,
-            DOMAIN,
-            req.after_sequence,
-            self.metrics.as_deref(),
-            caller.subject(),
-        )?;
-        Ok(Box::pin(stream))
+        let stream =
+            self.core
+                .watch_events::<pb::event::Payload>(DOMAIN, caller, req.after_sequence)?;
+        Ok(stream)
     }
 }

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use crate::events::EventStream;
 use crate::moderation;
-use shared::auth::{Caller, handle, handle_within};
+use shared::auth::{handle, handle_within};
 use shared::proto::feedback::v1 as pb;
 
 use crate::api::FeedbackApi;
@@ -145,9 +145,9 @@ impl pb::feedback_service_server::FeedbackService for FeedbackApi {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let caller = Caller::of(&request)?;
-        self.watch_events(&caller, request.into_inner())
-            .map(Response::new)
-            .map_err(Status::from)
+        handle(request, |caller, req| async move {
+            self.watch_events(&caller, req)
+        })
+        .await
     }
 }

@@ -2,10 +2,12 @@
 //! error-to-status mapping, input validation, the database pool, idempotency,
 //! the outbox, group commit, paging, telemetry, the clock and the gRPC server builder.
 
+pub mod api;
 pub mod auth;
 pub mod clock;
 pub mod db;
 pub mod deadline;
+pub mod host;
 pub mod idempotency;
 pub mod ids;
 pub mod metrics;
