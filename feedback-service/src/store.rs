@@ -85,6 +85,7 @@ pub struct Reply {
     pub create_time: DateTime<Utc>,
 }
 
+use shared::db::rows::{Fetch, Table, flag};
 pub(crate) use shared::db::rows::{int, opt_int, opt_time, time};
 
 /// Takes the contract's feedback lock for this transaction.
@@ -128,55 +129,41 @@ pub(crate) fn mid_from_row(row: &AnyRow) -> Result<MidFeedback, sqlx::Error> {
     let currency: Option<String> = row.try_get("bonus_currency")?;
     let minor: Option<i64> = row.try_get("bonus_minor")?;
     let state: String = row.try_get("bonus_state")?;
-    Ok(MidFeedback {
-        id: row.try_get("id")?,
-        contract_id: row.try_get("contract_id")?,
-        client_id: row.try_get("client_id")?,
-        freelancer_id: row.try_get("freelancer_id")?,
+    Ok(shared::from_row!(row, MidFeedback {
+        id, contract_id, client_id, freelancer_id, comment, cohort, bonus_payment_id,
+        fulfilled_request_id;
         rating: int(row, "rating")?,
-        comment: row.try_get("comment")?,
-        cohort: row.try_get("cohort")?,
         bonus: currency.zip(minor),
         bonus_state: match state.as_str() {
             "PENDING" => BonusState::Pending,
             "PAID" => BonusState::Paid,
             _ => BonusState::None,
         },
-        bonus_payment_id: row.try_get("bonus_payment_id")?,
-        fulfilled_request_id: row.try_get("fulfilled_request_id")?,
         create_time: time(row, "created_at")?,
-    })
+    }))
 }
 
 pub(crate) const REQUEST_COLUMNS: &str =
     "id, contract_id, freelancer_id, client_id, state, created_at, expire_at, feedback_id";
 
 pub(crate) fn request_from_row(row: &AnyRow) -> Result<FeedbackRequest, sqlx::Error> {
-    Ok(FeedbackRequest {
-        id: row.try_get("id")?,
-        contract_id: row.try_get("contract_id")?,
-        freelancer_id: row.try_get("freelancer_id")?,
-        client_id: row.try_get("client_id")?,
-        state: row.try_get("state")?,
+    Ok(shared::from_row!(row, FeedbackRequest {
+        id, contract_id, freelancer_id, client_id, state, feedback_id;
         create_time: time(row, "created_at")?,
         expire_time: time(row, "expire_at")?,
-        feedback_id: row.try_get("feedback_id")?,
-    })
+    }))
 }
+
+pub(crate) const REQUESTS: Table<FeedbackRequest> =
+    Table::new("feedback_requests", REQUEST_COLUMNS, request_from_row);
 
 pub(crate) const END_COLUMNS: &str = "id, contract_id, direction, author_id, recipient_id, client_id, freelancer_id, score_1, score_2, \
      score_3, score_4, score_5, score_6, comment, reason_for_ending, likelihood_to_recommend, contract_end_at, \
      window_close_at, revealed_at, created_at";
 
 pub(crate) fn end_from_row(row: &AnyRow) -> Result<EndFeedback, sqlx::Error> {
-    Ok(EndFeedback {
-        id: row.try_get("id")?,
-        contract_id: row.try_get("contract_id")?,
-        direction: row.try_get("direction")?,
-        author_id: row.try_get("author_id")?,
-        recipient_id: row.try_get("recipient_id")?,
-        client_id: row.try_get("client_id")?,
-        freelancer_id: row.try_get("freelancer_id")?,
+    Ok(shared::from_row!(row, EndFeedback {
+        id, contract_id, direction, author_id, recipient_id, client_id, freelancer_id, comment;
         scores: [
             int(row, "score_1")?,
             int(row, "score_2")?,
@@ -185,25 +172,24 @@ pub(crate) fn end_from_row(row: &AnyRow) -> Result<EndFeedback, sqlx::Error> {
             int(row, "score_5")?,
             int(row, "score_6")?,
         ],
-        comment: row.try_get("comment")?,
         reason_for_ending: opt_int(row, "reason_for_ending")?,
         likelihood_to_recommend: opt_int(row, "likelihood_to_recommend")?,
         contract_end: time(row, "contract_end_at")?,
         window_close: time(row, "window_close_at")?,
         revealed_at: opt_time(row, "revealed_at")?,
         create_time: time(row, "created_at")?,
-    })
+    }))
 }
 
+pub(crate) const END_FEEDBACK: Table<EndFeedback> =
+    Table::new("end_feedback", END_COLUMNS, end_from_row);
+
 pub(crate) fn reply_from_row(row: &AnyRow) -> Result<Reply, sqlx::Error> {
-    Ok(Reply {
-        id: row.try_get("id")?,
-        feedback_id: row.try_get("feedback_id")?,
-        author_id: row.try_get("author_id")?,
-        text: row.try_get("text")?,
-        public: row.try_get::<i64, _>("public")? != 0,
+    Ok(shared::from_row!(row, Reply {
+        id, feedback_id, author_id, text;
+        public: flag(row, "public")?,
         create_time: time(row, "created_at")?,
-    })
+    }))
 }
 
 /// Replies to these feedback ids.
@@ -217,14 +203,16 @@ where
     if feedback_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = shared::db::query_with_ids(
-        "SELECT id, feedback_id, author_id, text, public, created_at FROM replies WHERE feedback_id IN ({ids})", feedback_ids)
-        .fetch_all(executor)
-        .await?;
-    rows.iter()
-        .map(|row| reply_from_row(row).map(|r| (r.feedback_id.clone(), r)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(Error::from)
+    let replies = shared::db::query_with_ids(
+        "SELECT id, feedback_id, author_id, text, public, created_at FROM replies WHERE feedback_id IN ({ids})",
+        feedback_ids,
+    )
+    .all(executor, reply_from_row)
+    .await?;
+    Ok(replies
+        .into_iter()
+        .map(|r| (r.feedback_id.clone(), r))
+        .collect())
 }
 
 /// Metrics (`bonus_pending`): bonuses committed and not yet paid.

@@ -35,19 +35,14 @@ pub(crate) fn contract_from_row(row: &AnyRow) -> Result<Contract, sqlx::Error> {
     let contract_type: String = row.try_get("contract_type")?;
     let state: String = row.try_get("state")?;
     let ended_by: Option<String> = row.try_get("ended_by")?;
-    Ok(Contract {
-        id: row.try_get("id")?,
-        client_id: row.try_get("client_id")?,
-        freelancer_id: row.try_get("freelancer_id")?,
-        agency_id: row.try_get("agency_id")?,
-        title: row.try_get("title")?,
+    Ok(shared::from_row!(row, Contract {
+        id, client_id, freelancer_id, agency_id, title, currency, hourly_rate_minor, end_reason,
+        net_paid_minor;
         contract_type: match contract_type.as_str() {
             "HOURLY" => ContractType::Hourly,
             "FIXED_PRICE" => ContractType::FixedPrice,
             other => return Err(corrupt("contract_type", other)),
         },
-        currency: row.try_get("currency")?,
-        hourly_rate_minor: row.try_get("hourly_rate_minor")?,
         weekly_limit_minutes: i32::try_from(row.try_get::<i64, _>("weekly_limit_minutes")?)
             .map_err(|_| corrupt("weekly_limit_minutes", "out of range"))?,
         allow_manual_time: flag(row, "allow_manual_time")?,
@@ -64,13 +59,11 @@ pub(crate) fn contract_from_row(row: &AnyRow) -> Result<Contract, sqlx::Error> {
             Some("FREELANCER") => Some(Party::Freelancer),
             Some(other) => return Err(corrupt("ended_by", other)),
         },
-        end_reason: row.try_get("end_reason")?,
         create_time: time(row, "created_at")?,
         update_time: time(row, "updated_at")?,
         last_payment_time: opt_time(row, "last_paid_at")?,
-        net_paid_minor: row.try_get("net_paid_minor")?,
         diary_lock_time: opt_time(row, "diary_locked_at")?,
-    })
+    }))
 }
 
 pub async fn insert_contract(tx: &mut Tx, c: &Contract) -> Result<(), Error> {

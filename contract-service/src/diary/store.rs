@@ -116,15 +116,13 @@ pub async fn insert_time_entry_unless_overlapping(
 }
 
 fn time_entry_from_row(row: &AnyRow) -> Result<TimeEntry, sqlx::Error> {
-    Ok(TimeEntry {
-        id: row.try_get("id")?,
-        contract_id: row.try_get("contract_id")?,
+    Ok(shared::from_row!(row, TimeEntry {
+        id, contract_id, memo;
         start: time(row, "start_at")?,
         end: time(row, "end_at")?,
         manual: flag(row, "manual")?,
-        memo: row.try_get("memo")?,
         create_time: time(row, "created_at")?,
-    })
+    }))
 }
 
 pub async fn get_time_entry(

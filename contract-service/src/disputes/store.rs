@@ -2,7 +2,7 @@
 //! state transitions, and the refunds a resolution made.
 
 use chrono::{DateTime, Utc};
-use shared::db::rows::Fetch;
+use shared::db::rows::{Fetch, column};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
@@ -23,28 +23,20 @@ where
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = shared::db::query_with_ids(
+    Ok(shared::db::query_with_ids(
         "SELECT id, payment_id, contract_id, currency, amount_minor, reason, created_at, dispute_id \
          FROM refunds WHERE dispute_id IN ({ids}) ORDER BY id",
         ids,
     )
-    .fetch_all(executor)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Refund {
-                id: row.try_get("id")?,
-                payment_id: row.try_get("payment_id")?,
-                contract_id: row.try_get("contract_id")?,
-                currency: row.try_get("currency")?,
-                amount_minor: row.try_get("amount_minor")?,
-                reason: row.try_get("reason")?,
-                create_time: time(row, "created_at")?,
-                dispute_id: row.try_get("dispute_id")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(Error::from)
+    .all(executor, refund_from_row)
+    .await?)
+}
+
+fn refund_from_row(row: &AnyRow) -> Result<Refund, sqlx::Error> {
+    Ok(shared::from_row!(row, Refund {
+        id, payment_id, contract_id, currency, amount_minor, reason, dispute_id;
+        create_time: time(row, "created_at")?,
+    }))
 }
 
 /// Opens a dispute; the database allows one dispute per contract and week
@@ -66,17 +58,11 @@ pub async fn insert_dispute(tx: &mut Tx, d: &Dispute) -> Result<(), Error> {
     .bind(to_micros(d.respond_by))
     .execute(&mut **tx)
     .await;
-    match inserted {
-        Ok(_) => Ok(()),
-        Err(e)
-            if shared::db::violated_constraint(&e).is_some_and(|c| {
-                c.contains("disputes_one_active_per_week") || c.contains("disputes.contract_id")
-            }) =>
-        {
-            Err(Error::DisputeAlreadyOpen)
-        }
-        Err(e) => Err(e.into()),
-    }
+    shared::db::map_conflict(
+        inserted,
+        &["disputes_one_active_per_week", "disputes.contract_id"],
+        Error::DisputeAlreadyOpen,
+    )
 }
 
 const DISPUTE_SELECT: &str = "SELECT d.id, d.contract_id, c.currency, d.week_start, d.reason, d.state, \
@@ -99,19 +85,15 @@ fn dispute_from_row(row: &AnyRow) -> Result<Dispute, sqlx::Error> {
     let state: String = row.try_get("state")?;
     let cause: Option<String> = row.try_get("escalation_cause")?;
     let resolver: Option<String> = row.try_get("resolved_by")?;
-    Ok(Dispute {
-        id: row.try_get("id")?,
-        contract_id: row.try_get("contract_id")?,
-        currency: row.try_get("currency")?,
+    Ok(shared::from_row!(row, Dispute {
+        id, contract_id, currency, reason, disputed_minutes, disputed_amount_minor,
+        decline_reason, accepted_minutes, refund_amount_minor, refunded_minor, adjustment_minor,
+        resolution_note;
         week_start: time(row, "week_start")?,
-        reason: row.try_get("reason")?,
         state: dispute_state_from(&state)?,
         create_time: time(row, "created_at")?,
         whole_week: flag(row, "whole_week")?,
-        disputed_minutes: row.try_get("disputed_minutes")?,
-        disputed_amount_minor: row.try_get("disputed_amount_minor")?,
         respond_by: time(row, "respond_by")?,
-        decline_reason: row.try_get("decline_reason")?,
         escalation_cause: match cause.as_deref() {
             None => None,
             Some("DECLINED") => Some(EscalationCause::Declined),
@@ -125,15 +107,10 @@ fn dispute_from_row(row: &AnyRow) -> Result<Dispute, sqlx::Error> {
             Some("SUPPORT") => Some(Resolver::Support),
             Some(other) => return Err(corrupt("resolved_by", other)),
         },
-        accepted_minutes: row.try_get("accepted_minutes")?,
-        refund_amount_minor: row.try_get("refund_amount_minor")?,
-        refunded_minor: row.try_get("refunded_minor")?,
-        adjustment_minor: row.try_get("adjustment_minor")?,
-        resolution_note: row.try_get("resolution_note")?,
         resolve_time: opt_time(row, "resolved_at")?,
         withdraw_time: opt_time(row, "withdrawn_at")?,
         update_time: time(row, "updated_at")?,
-    })
+    }))
 }
 
 /// One dispute, through a transaction or a pool.
@@ -201,17 +178,13 @@ pub async fn overdue_disputes<'e, E>(
 where
     E: Executor<'e, Database = Any>,
 {
-    let rows = sqlx::query(
+    Ok(sqlx::query(
         "SELECT id FROM disputes WHERE state = 'OPEN' AND respond_by <= $1 ORDER BY respond_by, id LIMIT $2",
     )
     .bind(to_micros(now))
     .bind(limit)
-    .fetch_all(executor)
-    .await?;
-    rows.iter()
-        .map(|row| row.try_get("id"))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(Error::from)
+    .all(executor, column("id"))
+    .await?)
 }
 
 /// OPEN → ESCALATED, in one conditional statement: false when the dispute

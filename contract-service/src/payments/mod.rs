@@ -160,9 +160,8 @@ impl ContractApi {
         let after = page_after(&req.page_token, &filter)?;
         let contract = find_contract(self.db.reader(), &id, &caller).await?;
         contract.authorize_read(&caller)?;
-        let mut payments =
-            store::list_payments(self.db.reader(), &id, after.as_deref(), i64::from(size) + 1)
-                .await?;
+        let page = shared::db::Page::new(&id, after.as_deref(), i64::from(size) + 1);
+        let mut payments = store::list_payments(self.db.reader(), page).await?;
         let next_page_token = next_page_token(&mut payments, size, &filter, |p| &p.id);
         Ok(pb::ListPaymentsResponse {
             payments: payments.iter().map(payment_pb).collect(),

@@ -2,13 +2,13 @@
 //! totals, reading and listing payments, and taking refunds atomically.
 
 use chrono::{DateTime, Utc};
-use shared::db::rows::Fetch;
+use shared::db::rows::{Fetch, Table};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
 use crate::store::{corrupt, opt_time, time};
-use shared::db::{Backend, Tx};
+use shared::db::{Backend, Page, Tx};
 use shared::time::to_micros;
 
 use super::rules::{Payment, PaymentKind, Refund};
@@ -55,6 +55,8 @@ pub async fn insert_payment(tx: &mut Tx, p: &Payment) -> Result<(), Error> {
 
 const PAYMENT_COLUMNS: &str = "id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at, \
      billing_week_start";
+
+const PAYMENTS: Table<Payment> = Table::new("payments", PAYMENT_COLUMNS, payment_from_row);
 
 fn payment_from_row(row: &AnyRow) -> Result<Payment, sqlx::Error> {
     let kind: String = row.try_get("kind")?;
@@ -103,31 +105,15 @@ pub async fn get_payment<'e, E>(executor: E, id: &str) -> Result<Option<Payment>
 where
     E: Executor<'e, Database = Any>,
 {
-    let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = $1");
-    Ok(sqlx::query(AssertSqlSafe(sql))
-        .bind(id)
-        .optional(executor, payment_from_row)
-        .await?)
+    Ok(PAYMENTS.get(executor, id).await?)
 }
 
-pub async fn list_payments<'e, E>(
-    executor: E,
-    contract_id: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Payment>, Error>
+/// A page of a contract's payments (`page.key`), in id order.
+pub async fn list_payments<'e, E>(executor: E, page: Page<'_>) -> Result<Vec<Payment>, Error>
 where
     E: Executor<'e, Database = Any>,
 {
-    let sql = format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE contract_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-    );
-    Ok(sqlx::query(AssertSqlSafe(sql))
-        .bind(contract_id)
-        .bind(after.unwrap_or_default())
-        .bind(limit)
-        .all(executor, payment_from_row)
-        .await?)
+    Ok(PAYMENTS.page(executor, "contract_id = $1", page).await?)
 }
 
 /// Takes `amount` off what is left of a payment, atomically. False when less

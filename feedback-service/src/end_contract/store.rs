@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use shared::db::rows::{Fetch, column};
-use sqlx::{Any, AssertSqlSafe, Executor, Row};
+use sqlx::{Any, AssertSqlSafe, Executor};
 
 use crate::error::Error;
-use crate::store::{END_COLUMNS, EndFeedback, Reply, end_from_row};
+use crate::store::{END_COLUMNS, END_FEEDBACK, EndFeedback, Reply, end_from_row};
 use shared::db::Tx;
 use shared::time::to_micros;
 
@@ -37,15 +37,7 @@ pub async fn insert_end_feedback(tx: &mut Tx, f: &EndFeedback) -> Result<(), Err
         .bind(to_micros(f.create_time))
         .execute(&mut **tx)
         .await;
-    match inserted {
-        Ok(_) => Ok(()),
-        Err(e)
-            if shared::db::violated_constraint(&e).is_some_and(|c| c.contains("end_feedback")) =>
-        {
-            Err(Error::FeedbackAlreadyGiven)
-        }
-        Err(e) => Err(e.into()),
-    }
+    shared::db::map_conflict(inserted, &["end_feedback"], Error::FeedbackAlreadyGiven)
 }
 
 /// Both sides' feedback of a contract (zero, one or two rows).
@@ -68,11 +60,7 @@ pub async fn get_end_feedback<'e, E>(executor: E, id: &str) -> Result<Option<End
 where
     E: Executor<'e, Database = Any>,
 {
-    let sql = format!("SELECT {END_COLUMNS} FROM end_feedback WHERE id = $1");
-    Ok(sqlx::query(AssertSqlSafe(sql))
-        .bind(id)
-        .optional(executor, end_from_row)
-        .await?)
+    Ok(END_FEEDBACK.get(executor, id).await?)
 }
 
 /// Marks a contract's feedback revealed; returns the ids this call revealed
@@ -82,15 +70,13 @@ pub async fn reveal(
     contract_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, Error> {
-    let rows = sqlx::query("UPDATE end_feedback SET revealed_at = $2 WHERE contract_id = $1 AND revealed_at IS NULL RETURNING id")
-        .bind(contract_id)
-        .bind(to_micros(now))
-        .fetch_all(&mut **tx)
-        .await?;
-    let mut ids = rows
-        .iter()
-        .map(|r| r.try_get("id"))
-        .collect::<Result<Vec<String>, _>>()?;
+    let mut ids: Vec<String> = sqlx::query(
+        "UPDATE end_feedback SET revealed_at = $2 WHERE contract_id = $1 AND revealed_at IS NULL RETURNING id",
+    )
+    .bind(contract_id)
+    .bind(to_micros(now))
+    .all(&mut **tx, column("id"))
+    .await?;
     ids.sort();
     Ok(ids)
 }
@@ -105,10 +91,13 @@ where
     E: Executor<'e, Database = Any>,
 {
     Ok(sqlx::query(
-        "SELECT DISTINCT contract_id FROM end_feedback WHERE revealed_at IS NULL AND window_close_at <= $1 ORDER BY contract_id LIMIT $2",
+        "SELECT DISTINCT contract_id FROM end_feedback WHERE revealed_at IS NULL AND window_close_at <= $1 \
+         ORDER BY contract_id LIMIT $2",
     )
     .bind(to_micros(now))
-    .bind(limit).all(executor, column("contract_id")).await?)
+    .bind(limit)
+    .all(executor, column("contract_id"))
+    .await?)
 }
 
 /// Adds the reply; the database allows one per feedback.
@@ -124,11 +113,5 @@ pub async fn insert_reply(tx: &mut Tx, r: &Reply) -> Result<(), Error> {
     .bind(to_micros(r.create_time))
     .execute(&mut **tx)
     .await;
-    match inserted {
-        Ok(_) => Ok(()),
-        Err(e) if shared::db::violated_constraint(&e).is_some_and(|c| c.contains("replies")) => {
-            Err(Error::AlreadyReplied)
-        }
-        Err(e) => Err(e.into()),
-    }
+    shared::db::map_conflict(inserted, &["replies"], Error::AlreadyReplied)
 }

@@ -31,13 +31,8 @@ impl FeedbackApi {
         v.finish()?;
         let filter = format!("history:{freelancer}");
         let after = page_token(&req.page_token, &filter)?;
-        let mut contract_ids = store::history_contracts(
-            self.db.reader(),
-            &freelancer,
-            after.as_deref(),
-            i64::from(size) + 1,
-        )
-        .await?;
+        let page = shared::db::Page::new(&freelancer, after.as_deref(), i64::from(size) + 1);
+        let mut contract_ids = store::history_contracts(self.db.reader(), page).await?;
         let next_page_token = next_token(&mut contract_ids, size, &filter, Clone::clone);
         let facts: HashMap<String, ContractFacts> = self
             .contracts
@@ -113,13 +108,8 @@ impl FeedbackApi {
         v.finish()?;
         let filter = format!("jss:{freelancer}");
         let after = page_token(&req.page_token, &filter)?;
-        let mut rows = store::job_success_inputs(
-            self.db.reader(),
-            &freelancer,
-            after.as_deref(),
-            i64::from(size) + 1,
-        )
-        .await?;
+        let page = shared::db::Page::new(&freelancer, after.as_deref(), i64::from(size) + 1);
+        let mut rows = store::job_success_inputs(self.db.reader(), page).await?;
         let next_page_token = next_token(&mut rows, size, &filter, |f| f.id.clone());
         // Left out while support has them hidden.
         let all: Vec<String> = rows.iter().map(|f| f.id.clone()).collect();

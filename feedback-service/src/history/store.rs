@@ -1,12 +1,13 @@
 //! SQL of work history and job-success inputs.
 
 use shared::db::rows::{Fetch, column};
-use sqlx::{Any, AssertSqlSafe, Executor};
+use sqlx::{Any, Executor};
 
 use crate::error::Error;
 use crate::store::{
-    END_COLUMNS, EndFeedback, MID_COLUMNS, MidFeedback, end_from_row, mid_from_row,
+    END_COLUMNS, END_FEEDBACK, EndFeedback, MID_COLUMNS, MidFeedback, end_from_row, mid_from_row,
 };
+use shared::db::Page;
 
 /// Mid-contract feedback of these contracts, oldest first.
 pub async fn mid_feedback_of_contracts<'e, E>(
@@ -27,32 +28,26 @@ where
         .await?)
 }
 
-/// A page of a freelancer's contracts that have feedback for them, by contract id.
-pub async fn history_contracts<'e, E>(
-    executor: E,
-    freelancer_id: &str,
-    after: Option<&str>,
-    limit: i64,
-) -> Result<Vec<String>, Error>
+/// A page of a freelancer's (`page.key`) contracts that have feedback for
+/// them, by contract id.
+pub async fn history_contracts<'e, E>(executor: E, page: Page<'_>) -> Result<Vec<String>, Error>
 where
     E: Executor<'e, Database = Any>,
 {
-    Ok(sqlx::query(
-        // Each side is cut to the page before the union, so a page reads
-        // about `limit` index entries however long the history is.
-        "SELECT contract_id FROM (\
-           SELECT contract_id FROM (SELECT DISTINCT contract_id FROM mid_feedback \
-             WHERE freelancer_id = $1 AND contract_id > $2 ORDER BY contract_id LIMIT $3) AS mid \
-           UNION SELECT contract_id FROM (SELECT contract_id FROM end_feedback \
-             WHERE freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER' AND contract_id > $2 \
-             ORDER BY contract_id LIMIT $3) AS ended\
-         ) AS history ORDER BY contract_id LIMIT $3",
-    )
-    .bind(freelancer_id)
-    .bind(after.unwrap_or_default())
-    .bind(limit)
-    .all(executor, column("contract_id"))
-    .await?)
+    // Each side is cut to the page before the union, so a page reads
+    // about `limit` index entries however long the history is.
+    Ok(page
+        .query(
+            "SELECT contract_id FROM (\
+               SELECT contract_id FROM (SELECT DISTINCT contract_id FROM mid_feedback \
+                 WHERE freelancer_id = $1 AND contract_id > $2 ORDER BY contract_id LIMIT $3) AS mid \
+               UNION SELECT contract_id FROM (SELECT contract_id FROM end_feedback \
+                 WHERE freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER' AND contract_id > $2 \
+                 ORDER BY contract_id LIMIT $3) AS ended\
+             ) AS history ORDER BY contract_id LIMIT $3",
+        )
+        .all(executor, column("contract_id"))
+        .await?)
 }
 
 /// Client-to-freelancer feedback of these contracts.
@@ -74,24 +69,15 @@ where
         .await?)
 }
 
-/// A page of a freelancer's received end-of-contract feedback (Job Success inputs).
+/// A page of a freelancer's (`page.key`) received end-of-contract feedback
+/// (Job Success inputs), in id order.
 pub async fn job_success_inputs<'e, E>(
     executor: E,
-    freelancer_id: &str,
-    after: Option<&str>,
-    limit: i64,
+    page: Page<'_>,
 ) -> Result<Vec<EndFeedback>, Error>
 where
     E: Executor<'e, Database = Any>,
 {
-    let sql = format!(
-        "SELECT {END_COLUMNS} FROM end_feedback WHERE freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER' \
-         AND id > $2 ORDER BY id LIMIT $3"
-    );
-    Ok(sqlx::query(AssertSqlSafe(sql))
-        .bind(freelancer_id)
-        .bind(after.unwrap_or_default())
-        .bind(limit)
-        .all(executor, end_from_row)
-        .await?)
+    let received = "freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER'";
+    Ok(END_FEEDBACK.page(executor, received, page).await?)
 }

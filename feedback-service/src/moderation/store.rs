@@ -3,11 +3,13 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sqlx::{Any, AssertSqlSafe, Executor, Row};
+use shared::db::rows::{Fetch, column, time};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
 
 use crate::error::Error;
 use shared::db::Tx;
-use shared::time::{from_micros, to_micros};
+use shared::time::to_micros;
 
 /// An audit-trail entry as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +106,13 @@ pub async fn insert_action(tx: &mut Tx, a: &Action) -> Result<(), Error> {
     Ok(())
 }
 
+fn action_from_row(row: &AnyRow) -> Result<Action, sqlx::Error> {
+    Ok(shared::from_row!(row, Action {
+        id, action, item_id, item_kind, contract_id, author_id, reason, note, actor;
+        create_time: time(row, "created_at")?,
+    }))
+}
+
 /// Actions newest first, before `before` (a page token's key), optionally of one item.
 pub async fn list_actions<'e, E>(
     executor: E,
@@ -114,7 +123,7 @@ pub async fn list_actions<'e, E>(
 where
     E: Executor<'e, Database = Any>,
 {
-    let rows = sqlx::query(
+    Ok(sqlx::query(
         "SELECT id, action, item_id, item_kind, contract_id, author_id, reason, note, actor, created_at \
          FROM moderation_actions WHERE ($1 = '' OR item_id = $1) AND ($2 = '' OR id < $2) \
          ORDER BY id DESC LIMIT $3",
@@ -122,24 +131,8 @@ where
     .bind(item_id.unwrap_or_default())
     .bind(before.unwrap_or_default())
     .bind(limit)
-    .fetch_all(executor)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Action {
-                id: row.try_get("id")?,
-                action: row.try_get("action")?,
-                item_id: row.try_get("item_id")?,
-                item_kind: row.try_get("item_kind")?,
-                contract_id: row.try_get("contract_id")?,
-                author_id: row.try_get("author_id")?,
-                reason: row.try_get("reason")?,
-                note: row.try_get("note")?,
-                actor: row.try_get("actor")?,
-                create_time: from_micros(row.try_get("created_at")?),
-            })
-        })
-        .collect()
+    .all(executor, action_from_row)
+    .await?)
 }
 
 /// Which of `ids` are hidden now.
@@ -150,14 +143,11 @@ where
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT item_id FROM moderation_state WHERE hidden = 1 AND item_id IN ({})",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
-    for id in ids {
-        query = query.bind(id.clone());
-    }
-    Ok(query.fetch_all(executor).await?.into_iter().collect())
+    let hidden: Vec<String> = shared::db::query_with_ids(
+        "SELECT item_id FROM moderation_state WHERE hidden = 1 AND item_id IN ({ids})",
+        ids,
+    )
+    .all(executor, column("item_id"))
+    .await?;
+    Ok(hidden.into_iter().collect())
 }

@@ -153,9 +153,8 @@ impl FeedbackApi {
         let filter = format!("requests:{id}");
         let after = page_token(&req.page_token, &filter)?;
         self.contract_for(&caller, &id, deadline).await?;
-        let mut requests =
-            store::list_requests(self.db.reader(), &id, after.as_deref(), i64::from(size) + 1)
-                .await?;
+        let page = shared::db::Page::new(&id, after.as_deref(), i64::from(size) + 1);
+        let mut requests = store::list_requests(self.db.reader(), page).await?;
         let next_page_token = next_token(&mut requests, size, &filter, |r| r.id.clone());
         let now = self.now();
         Ok(pb::ListFeedbackRequestsResponse {

@@ -6,8 +6,8 @@ use shared::db::rows::Fetch;
 use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
-use crate::store::{FeedbackRequest, REQUEST_COLUMNS, request_from_row};
-use shared::db::Tx;
+use crate::store::{FeedbackRequest, REQUEST_COLUMNS, REQUESTS, request_from_row};
+use shared::db::{Page, Tx};
 use shared::time::to_micros;
 
 /// Marks requests past their expiry EXPIRED (all, or one contract's) and returns them.
@@ -44,16 +44,11 @@ pub async fn insert_request(tx: &mut Tx, r: &FeedbackRequest) -> Result<(), Erro
     .bind(to_micros(r.expire_time))
     .execute(&mut **tx)
     .await;
-    match inserted {
-        Ok(_) => Ok(()),
-        Err(e)
-            if shared::db::violated_constraint(&e)
-                .is_some_and(|c| c.contains("feedback_requests")) =>
-        {
-            Err(Error::RequestAlreadyPending)
-        }
-        Err(e) => Err(e.into()),
-    }
+    shared::db::map_conflict(
+        inserted,
+        &["feedback_requests"],
+        Error::RequestAlreadyPending,
+    )
 }
 
 /// Fulfils the contract's pending, unexpired request with this feedback.
@@ -75,22 +70,13 @@ pub async fn fulfil_pending_request(
     Ok(row.map(|r| r.try_get("id")).transpose()?)
 }
 
+/// A page of a contract's requests (`page.key`), in id order.
 pub async fn list_requests<'e, E>(
     executor: E,
-    contract_id: &str,
-    after: Option<&str>,
-    limit: i64,
+    page: Page<'_>,
 ) -> Result<Vec<FeedbackRequest>, Error>
 where
     E: Executor<'e, Database = Any>,
 {
-    let sql = format!(
-        "SELECT {REQUEST_COLUMNS} FROM feedback_requests WHERE contract_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-    );
-    Ok(sqlx::query(AssertSqlSafe(sql))
-        .bind(contract_id)
-        .bind(after.unwrap_or_default())
-        .bind(limit)
-        .all(executor, request_from_row)
-        .await?)
+    Ok(REQUESTS.page(executor, "contract_id = $1", page).await?)
 }

@@ -77,6 +77,48 @@ impl Tx {
     }
 }
 
+/// Implements sqlx's `Executor` for a connection type from the bodies of the
+/// three methods it has to provide (the others default to them): the
+/// signatures, the same for every executor, are written once here.
+macro_rules! executor {
+    ($conn:ty {
+        fn fetch_many($many_self:ident, $many_query:ident) $fetch_many:block
+        fn fetch_optional($optional_self:ident, $optional_query:ident) $fetch_optional:block
+        fn prepare_with($prepare_self:ident, $sql:ident, $parameters:ident) $prepare_with:block
+    }) => {
+        impl<'c> Executor<'c> for $conn {
+            type Database = Any;
+
+            fn fetch_many<'e, 'q: 'e, E>(
+                $many_self,
+                $many_query: E,
+            ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
+            where
+                'c: 'e,
+                E: 'q + Execute<'q, Any>,
+            $fetch_many
+
+            fn fetch_optional<'e, 'q: 'e, E>(
+                $optional_self,
+                $optional_query: E,
+            ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
+            where
+                'c: 'e,
+                E: 'q + Execute<'q, Any>,
+            $fetch_optional
+
+            fn prepare_with<'e>(
+                $prepare_self,
+                $sql: SqlStr,
+                $parameters: &'e [AnyTypeInfo],
+            ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
+            where
+                'c: 'e,
+            $prepare_with
+        }
+    };
+}
+
 fn steps_stream<'e>(
     steps: Result<Vec<crate::sqlite_inline::Step>, sqlx::Error>,
 ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>> {
@@ -95,61 +137,41 @@ fn take<'q, E: Execute<'q, Any>>(
     Ok((query.sql(), arguments))
 }
 
-impl<'c> Executor<'c> for &'c mut TxConn {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match &mut self.0 {
-            Inner::Pooled(tx) => (&mut **tx).fetch_many(query),
-            Inner::Inline(inline) => steps_stream(
-                take(query).and_then(|(sql, arguments)| inline.0.run(sql.as_str(), arguments)),
-            ),
-        }
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        match &mut self.0 {
-            Inner::Pooled(tx) => (&mut **tx).fetch_optional(query),
-            Inner::Inline(inline) => {
-                let row = take(query)
-                    .and_then(|(sql, arguments)| inline.0.run(sql.as_str(), arguments))
-                    .map(|steps| steps.into_iter().find_map(|step| step.right()));
-                Box::pin(std::future::ready(row))
+executor! {
+    &'c mut TxConn {
+        fn fetch_many(self, query) {
+            match &mut self.0 {
+                Inner::Pooled(tx) => (&mut **tx).fetch_many(query),
+                Inner::Inline(inline) => steps_stream(
+                    take(query).and_then(|(sql, arguments)| inline.0.run(sql.as_str(), arguments)),
+                ),
             }
         }
-    }
 
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        match &mut self.0 {
-            Inner::Pooled(tx) => (&mut **tx).prepare_with(sql, parameters),
-            Inner::Inline(_) => Box::pin(std::future::ready(Err(sqlx::Error::Protocol(
-                "the SQLite write connection prepares statements when they run".into(),
-            )))),
+        fn fetch_optional(self, query) {
+            match &mut self.0 {
+                Inner::Pooled(tx) => (&mut **tx).fetch_optional(query),
+                Inner::Inline(inline) => {
+                    let row = take(query)
+                        .and_then(|(sql, arguments)| inline.0.run(sql.as_str(), arguments))
+                        .map(|steps| steps.into_iter().find_map(|step| step.right()));
+                    Box::pin(std::future::ready(row))
+                }
+            }
+        }
+
+        fn prepare_with(self, sql, parameters) {
+            match &mut self.0 {
+                Inner::Pooled(tx) => (&mut **tx).prepare_with(sql, parameters),
+                Inner::Inline(_) => Box::pin(std::future::ready(Err(sqlx::Error::Protocol(
+                    "the SQLite write connection prepares statements when they run".into(),
+                )))),
+            }
         }
     }
 }
 
+/// Where reads outside a transaction run: PostgreSQL's pool, or SQLite's
 /// read connections, whose statements run on the calling thread (a read
 /// holds its connection only while its statement runs, so there is one
 /// waiting only when every connection is busy on another thread).
@@ -191,56 +213,35 @@ impl Reader {
     }
 }
 
-impl<'c> Executor<'c> for &'c Reader {
-    type Database = Any;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<AnyQueryResult, AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        use futures::StreamExt;
-        if self.inline.is_empty() {
-            return self.pool.fetch_many(query);
+executor! {
+    &'c Reader {
+        fn fetch_many(self, query) {
+            use futures::StreamExt;
+            if self.inline.is_empty() {
+                return self.pool.fetch_many(query);
+            }
+            Box::pin(
+                futures::stream::once(async move {
+                    let (sql, arguments) = take(query)?;
+                    self.connection().await.run(sql.as_str(), arguments)
+                })
+                .flat_map(steps_stream),
+            )
         }
-        Box::pin(
-            futures::stream::once(async move {
+
+        fn fetch_optional(self, query) {
+            if self.inline.is_empty() {
+                return self.pool.fetch_optional(query);
+            }
+            Box::pin(async move {
                 let (sql, arguments) = take(query)?;
-                self.connection().await.run(sql.as_str(), arguments)
+                let steps = self.connection().await.run(sql.as_str(), arguments)?;
+                Ok(steps.into_iter().find_map(|step| step.right()))
             })
-            .flat_map(steps_stream),
-        )
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<AnyRow>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, Any>,
-    {
-        if self.inline.is_empty() {
-            return self.pool.fetch_optional(query);
         }
-        Box::pin(async move {
-            let (sql, arguments) = take(query)?;
-            let steps = self.connection().await.run(sql.as_str(), arguments)?;
-            Ok(steps.into_iter().find_map(|step| step.right()))
-        })
-    }
 
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [AnyTypeInfo],
-    ) -> BoxFuture<'e, Result<AnyStatement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        self.pool.prepare_with(sql, parameters)
+        fn prepare_with(self, sql, parameters) {
+            self.pool.prepare_with(sql, parameters)
+        }
     }
 }

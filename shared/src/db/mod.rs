@@ -22,10 +22,12 @@ use crate::sqlite_inline::InlineConnection;
 use crate::writer::WriteOptions;
 
 mod conn;
+pub mod page;
 pub mod rows;
 
 use conn::{InlineTx, Inner};
 pub use conn::{Reader, Tx, TxConn};
+pub use page::Page;
 
 /// Which database engine is behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -340,7 +342,6 @@ async fn sqlite_pragmas(conn: &mut AnyConnection, sync: SqliteSync) -> Result<()
     Ok(())
 }
 
-/// Where reads outside a transaction run: PostgreSQL's pool, or SQLite's
 /// The file of a SQLite URL; `None` for an in-memory database.
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
@@ -436,6 +437,26 @@ pub fn violated_constraint(err: &sqlx::Error) -> Option<String> {
                 .unwrap_or_else(|| db.message().to_owned()),
         ),
         _ => None,
+    }
+}
+
+/// An insert's outcome, where violating one of the unique (or check)
+/// constraints `names` ([`violated_constraint`]: a name on PostgreSQL, the
+/// `table.column` list on SQLite) is the caller's `conflict` error.
+pub fn map_conflict<E: From<sqlx::Error>>(
+    inserted: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+    names: &[&str],
+    conflict: E,
+) -> Result<(), E> {
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e)
+            if violated_constraint(&e)
+                .is_some_and(|c| names.iter().any(|name| c.contains(name))) =>
+        {
+            Err(conflict)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
