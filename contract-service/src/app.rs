@@ -2,7 +2,6 @@
 //! gRPC and metrics listeners (so tests can use port 0 and ask for the
 //! ports), serve until told to stop, drain, and stop the background workers.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -27,11 +26,8 @@ impl Application {
     pub async fn build(config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
         let host = Host::bind(&config.service, "contract", &MIGRATIONS, clock).await?;
         let api = ContractApi::new(host.core(), config.rules.rules());
-        Ok(Self {
-            host,
-            api,
-            config: config.clone(),
-        })
+        let config = config.clone();
+        Ok(Self { host, api, config })
     }
 
     /// Also serve the dev-only TestClockService moving `clock` (which should
@@ -47,16 +43,7 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.host.addr().port()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.host.addr()
-    }
-
-    /// Where `/metrics` answers.
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.host.metrics_addr()
+        self.addr().port()
     }
 
     /// Serves until `shutdown` resolves, drains, then stops the background workers.
@@ -83,5 +70,13 @@ impl Application {
         self.host
             .serve(routes, vec![SERVICE_NAME], Vec::new(), workers, shutdown)
             .await
+    }
+}
+
+/// `addr()`, `metrics_addr()`: where the service answers.
+impl std::ops::Deref for Application {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.host
     }
 }

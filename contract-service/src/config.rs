@@ -7,8 +7,7 @@ use chrono::Duration;
 
 use crate::Application;
 use crate::domain::Rules;
-use shared::clock::{SharedClock, TestClock};
-use shared::service::{Identity, Service, ServiceArgs};
+use shared::service::ServiceArgs;
 
 /// Everything the service needs to start: the flags both services take
 /// (`--listen`, `--database-url`, `--dev`, …) and contract-service's rules.
@@ -71,35 +70,5 @@ impl Config {
     }
 }
 
-impl Service for Application {
-    const IDENTITY: Identity = Identity {
-        name: "contract-service",
-        about: "Contracts, Work Diaries, payments, refunds and billing disputes over gRPC",
-        listen: "127.0.0.1:50051",
-        database_url: "sqlite://data/contract-service.db",
-        metrics_listen: "127.0.0.1:9101",
-        migrations: crate::store::MIGRATIONS,
-    };
-    type Config = Config;
-
-    fn common(config: &mut Config) -> &mut ServiceArgs {
-        &mut config.service
-    }
-
-    async fn start(
-        config: &Config,
-        clock: SharedClock,
-        control: Option<TestClock>,
-    ) -> anyhow::Result<Self> {
-        let app = Application::build(config, clock).await?;
-        Ok(match control {
-            Some(clock) => app.with_clock_control(clock),
-            None => app,
-        })
-    }
-
-    async fn serve(self) -> anyhow::Result<()> {
-        self.run_until_stopped(shared::server::shutdown_signal())
-            .await
-    }
-}
+// The binary: its defaults (name and about are Cargo.toml's) and how it starts.
+shared::service!(Application, Config, listen: "127.0.0.1:50051", metrics: "127.0.0.1:9101", migrations: crate::store::MIGRATIONS);

@@ -111,21 +111,13 @@ mod tests {
     #[test]
     fn billing_weeks_start_monday_midnight_utc() {
         // 2026-11-16 is a Monday.
-        assert_eq!(
-            billing_week_start(at("2026-11-16T00:00:00Z")),
-            at("2026-11-16T00:00:00Z")
-        );
-        assert_eq!(
-            billing_week_start(at("2026-11-22T23:59:59Z")),
-            at("2026-11-16T00:00:00Z")
-        );
-        assert_eq!(
-            billing_week_start(at("2026-11-23T00:00:00Z")),
-            at("2026-11-23T00:00:00Z")
-        );
-        assert_eq!(
-            billing_week_start(at("2026-11-19T13:45:12.5Z")),
-            at("2026-11-16T00:00:00Z")
-        );
+        for (t, start) in [
+            ("2026-11-16T00:00:00Z", "2026-11-16T00:00:00Z"),
+            ("2026-11-22T23:59:59Z", "2026-11-16T00:00:00Z"),
+            ("2026-11-23T00:00:00Z", "2026-11-23T00:00:00Z"),
+            ("2026-11-19T13:45:12.5Z", "2026-11-16T00:00:00Z"),
+        ] {
+            assert_eq!(billing_week_start(at(t)), at(start), "{t}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use tonic::{Code, Status};
+use tonic::Status;
 
 use crate::domain::{DisputeState, Role};
 use shared::status::{self, Common, FieldViolation};
@@ -196,16 +196,9 @@ impl From<Error> for Status {
                 status::invalid_argument(DOMAIN, &[FieldViolation::new("kind", err.to_string())])
             }
             Error::NotAParty { .. } | Error::WrongParty { .. } | Error::MissingScope(_) => {
-                status::with_reason(
-                    Code::PermissionDenied,
-                    DOMAIN,
-                    "PERMISSION_DENIED",
-                    err.to_string(),
-                )
+                status::permission_denied(DOMAIN, err.to_string())
             }
-            Error::NotFound { .. } => {
-                status::with_reason(Code::NotFound, DOMAIN, "NOT_FOUND", err.to_string())
-            }
+            Error::NotFound { .. } => status::not_found(DOMAIN, err.to_string()),
             Error::Common(common) => common.status(DOMAIN),
             // Every precondition was handled above.
             other => status::internal(DOMAIN, &other),

@@ -11,6 +11,7 @@ use crate::disputes::{day, instant, load, notify, reread};
 use crate::error::Error;
 use crate::grpc::ContractApi;
 use shared::auth::{Caller, scope};
+use shared::db::Due;
 use shared::proto::contract::v1 as pb;
 
 /// Most overdue disputes one sweep escalates (the next sweep takes the rest).
@@ -26,7 +27,7 @@ impl ContractApi {
     /// [`Self::escalate_overdue_disputes`] as of `now` (tests race it against
     /// an answer read at the previous second).
     pub async fn escalate_disputes_due_by(&self, now: DateTime<Utc>) -> Result<usize, Error> {
-        let overdue = overdue_disputes(self.db.reader(), now, SWEEP_BATCH).await?;
+        let overdue = overdue_disputes(self.db.reader(), Due::new(now, SWEEP_BATCH)).await?;
         let mut escalated = 0;
         for id in overdue {
             let done = self
@@ -61,13 +62,7 @@ impl ContractApi {
                             contract.title,
                             instant(dispute.respond_by),
                         );
-                        notify(
-                            unit,
-                            &dispute,
-                            now,
-                            &[&contract.client_id, &contract.freelancer_id],
-                            &text,
-                        );
+                        notify(unit, &dispute, now, &contract.parties(), &text);
                         tracing::info!(dispute_id = %id, "dispute escalated: no answer in time");
                         Ok(event)
                     })

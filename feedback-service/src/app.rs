@@ -2,7 +2,6 @@
 //! up the observed client of contract-service, bind the gRPC and metrics
 //! listeners, serve, drain, and stop the background workers.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::api::FeedbackApi;
@@ -47,26 +46,14 @@ impl Application {
             contracts,
         );
         tracing::info!(contract_service = %config.contract_service_url, "calling contract-service");
-        Ok(Self {
-            host,
-            api,
-            config: config.clone(),
-        })
+        let config = config.clone();
+        Ok(Self { host, api, config })
     }
 
     /// Also serve the dev-only TestClockService moving `clock`.
     pub fn with_clock_control(mut self, clock: TestClock) -> Self {
         self.host = self.host.with_clock_control(clock);
         self
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.host.addr()
-    }
-
-    /// Where `/metrics` answers.
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.host.metrics_addr()
     }
 
     /// Serves until `shutdown` resolves, drains, then stops the workers
@@ -104,6 +91,14 @@ impl Application {
         self.host
             .serve(routes, vec![SERVICE_NAME], components, workers, shutdown)
             .await
+    }
+}
+
+/// `addr()`, `metrics_addr()`: where the service answers.
+impl std::ops::Deref for Application {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.host
     }
 }
 

@@ -275,6 +275,16 @@ mod tests {
             .with_timezone(&Utc)
     }
 
+    /// `c`'s eligibility at `now` (RFC 3339) under the default rules.
+    fn eligibility(
+        c: &ContractFacts,
+        last_feedback: Option<DateTime<Utc>>,
+        cohort: Cohort,
+        now: &str,
+    ) -> Eligibility {
+        mid_contract_eligibility(c, last_feedback, cohort, &Rules::default(), at(now))
+    }
+
     fn contract(start: &str, paid: Option<&str>) -> ContractFacts {
         ContractFacts {
             id: "ctr_1".into(),
@@ -301,66 +311,28 @@ mod tests {
         let e = mid_contract_eligibility(&c, None, Cohort::Baseline, &rules, almost);
         assert_eq!(reasons(&e), ["CONTRACT_TOO_NEW"]);
         assert_eq!(e.next_eligible_time, Some(at("2026-10-31T00:00:00Z")));
-        assert!(
-            mid_contract_eligibility(
-                &c,
-                None,
-                Cohort::Baseline,
-                &rules,
-                at("2026-10-31T00:00:00Z")
-            )
-            .eligible()
-        );
-        let early = mid_contract_eligibility(
-            &c,
-            None,
-            Cohort::EarlyFeedback,
-            &rules,
-            at("2026-10-15T00:00:00Z"),
-        );
+        assert!(eligibility(&c, None, Cohort::Baseline, "2026-10-31T00:00:00Z").eligible());
+        let early = eligibility(&c, None, Cohort::EarlyFeedback, "2026-10-15T00:00:00Z");
         assert!(early.eligible());
         assert!(early.bonus_allowed);
-        let early_too_soon = mid_contract_eligibility(
-            &c,
-            None,
-            Cohort::EarlyFeedback,
-            &rules,
-            at("2026-10-14T23:59:59Z"),
-        );
+        let early_too_soon = eligibility(&c, None, Cohort::EarlyFeedback, "2026-10-14T23:59:59Z");
         assert_eq!(reasons(&early_too_soon), ["CONTRACT_TOO_NEW"]);
     }
 
     #[test]
     fn a_payment_within_30_days_is_needed() {
-        let rules = Rules::default();
         let c = contract("2026-01-01T00:00:00Z", Some("2026-10-01T00:00:00Z"));
-        assert!(
-            mid_contract_eligibility(
-                &c,
-                None,
-                Cohort::Baseline,
-                &rules,
-                at("2026-10-31T00:00:00Z")
-            )
-            .eligible()
-        );
-        let late = mid_contract_eligibility(
-            &c,
-            None,
-            Cohort::Baseline,
-            &rules,
-            at("2026-10-31T00:00:01Z"),
-        );
+        assert!(eligibility(&c, None, Cohort::Baseline, "2026-10-31T00:00:00Z").eligible());
+        let late = eligibility(&c, None, Cohort::Baseline, "2026-10-31T00:00:01Z");
         assert_eq!(reasons(&late), ["NO_RECENT_PAYMENT"]);
         assert_eq!(late.next_eligible_time, None);
         let never = contract("2026-01-01T00:00:00Z", None);
         assert_eq!(
-            reasons(&mid_contract_eligibility(
+            reasons(&eligibility(
                 &never,
                 None,
                 Cohort::Baseline,
-                &rules,
-                at("2026-10-31T00:00:00Z")
+                "2026-10-31T00:00:00Z"
             )),
             ["NO_RECENT_PAYMENT"]
         );
@@ -368,16 +340,9 @@ mod tests {
 
     #[test]
     fn feedback_once_per_payment_and_once_every_30_days() {
-        let rules = Rules::default();
         let c = contract("2026-01-01T00:00:00Z", Some("2026-10-01T00:00:00Z"));
         let given = at("2026-10-02T00:00:00Z");
-        let e = mid_contract_eligibility(
-            &c,
-            Some(given),
-            Cohort::Baseline,
-            &rules,
-            at("2026-10-10T00:00:00Z"),
-        );
+        let e = eligibility(&c, Some(given), Cohort::Baseline, "2026-10-10T00:00:00Z");
         assert_eq!(
             reasons(&e),
             ["FEEDBACK_SINCE_LAST_PAYMENT", "FEEDBACK_TOO_RECENT"]
@@ -387,22 +352,20 @@ mod tests {
             "a new payment is needed: no date"
         );
         let paid_again = contract("2026-01-01T00:00:00Z", Some("2026-10-20T00:00:00Z"));
-        let e = mid_contract_eligibility(
+        let e = eligibility(
             &paid_again,
             Some(given),
             Cohort::Baseline,
-            &rules,
-            at("2026-10-31T23:59:59Z"),
+            "2026-10-31T23:59:59Z",
         );
         assert_eq!(reasons(&e), ["FEEDBACK_TOO_RECENT"]);
         assert_eq!(e.next_eligible_time, Some(at("2026-11-01T00:00:00Z")));
         assert!(
-            mid_contract_eligibility(
+            eligibility(
                 &paid_again,
                 Some(given),
                 Cohort::Baseline,
-                &rules,
-                at("2026-11-01T00:00:00Z")
+                "2026-11-01T00:00:00Z"
             )
             .eligible()
         );
@@ -412,13 +375,7 @@ mod tests {
     fn ended_contracts_are_not_eligible() {
         let mut c = contract("2026-01-01T00:00:00Z", Some("2026-10-01T00:00:00Z"));
         c.active = false;
-        let e = mid_contract_eligibility(
-            &c,
-            None,
-            Cohort::Baseline,
-            &Rules::default(),
-            at("2026-10-02T00:00:00Z"),
-        );
+        let e = eligibility(&c, None, Cohort::Baseline, "2026-10-02T00:00:00Z");
         assert_eq!(reasons(&e), ["CONTRACT_NOT_ACTIVE"]);
     }
 

@@ -84,15 +84,8 @@ impl From<Error> for Status {
             Error::NotAParty { .. }
             | Error::WrongSide(_)
             | Error::MissingScope(_)
-            | Error::NotYourPreferences => status::with_reason(
-                Code::PermissionDenied,
-                DOMAIN,
-                "PERMISSION_DENIED",
-                err.to_string(),
-            ),
-            Error::NotFound { .. } => {
-                status::with_reason(Code::NotFound, DOMAIN, "NOT_FOUND", err.to_string())
-            }
+            | Error::NotYourPreferences => status::permission_denied(DOMAIN, err.to_string()),
+            Error::NotFound { .. } => status::not_found(DOMAIN, err.to_string()),
             Error::NotEligible(rules) => {
                 let mut details = tonic_types::ErrorDetails::new();
                 let first = rules.first().map(|r| r.reason).unwrap_or("NOT_ELIGIBLE");

@@ -382,12 +382,7 @@ where
 /// PERMISSION_DENIED for a caller that may not do this. For objects the
 /// message never reveals whether the object exists.
 pub fn permission_denied(message: impl Into<String>) -> Status {
-    crate::status::with_reason(
-        Code::PermissionDenied,
-        ERROR_DOMAIN,
-        "PERMISSION_DENIED",
-        message,
-    )
+    crate::status::permission_denied(ERROR_DOMAIN, message)
 }
 
 /// What to put in a token minted for the dev key.

@@ -356,6 +356,17 @@ mod tests {
         assert_eq!(response_code(&response), tonic::Code::FailedPrecondition);
     }
 
+    /// `service`'s response to `request`.
+    async fn answer<S, B>(service: &mut S, request: http::Request<()>) -> http::Response<B>
+    where
+        S: tower::Service<http::Request<()>, Response = http::Response<B>>,
+        S::Error: std::fmt::Debug,
+    {
+        use tower::ServiceExt;
+        let ready = service.ready().await.expect("ready");
+        ready.call(request).await.expect("response")
+    }
+
     #[tokio::test]
     async fn calls_beyond_the_limit_are_shed_but_health_is_not() {
         use std::sync::Arc;
@@ -391,21 +402,9 @@ mod tests {
             .call(call("/pkg.Svc/Slow"));
         let slow = tokio::spawn(slow);
         tokio::task::yield_now().await;
-        let shed = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(call("/pkg.Svc/Fast"))
-            .await
-            .expect("response");
+        let shed = answer(&mut service, call("/pkg.Svc/Fast")).await;
         assert_eq!(response_code(&shed), tonic::Code::ResourceExhausted);
-        let health = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(call("/grpc.health.v1.Health/Check"))
-            .await
-            .expect("response");
+        let health = answer(&mut service, call("/grpc.health.v1.Health/Check")).await;
         assert_eq!(
             response_code(&health),
             tonic::Code::Ok,
@@ -415,13 +414,7 @@ mod tests {
         gate.notify_one();
         let finished = slow.await.expect("join").expect("response");
         assert_eq!(response_code(&finished), tonic::Code::Ok);
-        let after = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(call("/pkg.Svc/Fast"))
-            .await
-            .expect("response");
+        let after = answer(&mut service, call("/pkg.Svc/Fast")).await;
         assert_eq!(
             response_code(&after),
             tonic::Code::Ok,
@@ -461,13 +454,7 @@ mod tests {
             builder.body(()).expect("request")
         };
 
-        let answer = service
-            .ready()
-            .await
-            .expect("ready")
-            .call(request(None))
-            .await
-            .expect("response");
+        let answer = answer(&mut service, request(None)).await;
         assert_eq!(response_code(&answer), tonic::Code::DeadlineExceeded);
         let status = tonic::Status::from_header_map(answer.headers()).expect("status");
         assert!(status.message().contains("limit of 50 ms"), "{status:?}");

@@ -47,6 +47,49 @@ pub trait Service: Sized + Send + 'static {
     fn serve(self) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
+/// `impl Service` for a service's `Application`, whose inherent
+/// `build(config, clock)`, `with_clock_control(clock)` and
+/// `run_until_stopped(shutdown)` it calls, and whose `Config` flattens
+/// [`ServiceArgs`] as `service`. Name and about are the crate's (Cargo.toml);
+/// the default database is `sqlite://data/<name>.db`.
+#[macro_export]
+macro_rules! service {
+    ($app:ty, $config:ty, listen: $listen:literal, metrics: $metrics:literal, migrations: $migrations:expr $(,)?) => {
+        impl $crate::service::Service for $app {
+            const IDENTITY: $crate::service::Identity = $crate::service::Identity {
+                name: env!("CARGO_PKG_NAME"),
+                about: env!("CARGO_PKG_DESCRIPTION"),
+                listen: $listen,
+                database_url: concat!("sqlite://data/", env!("CARGO_PKG_NAME"), ".db"),
+                metrics_listen: $metrics,
+                migrations: $migrations,
+            };
+            type Config = $config;
+
+            fn common(config: &mut $config) -> &mut $crate::service::ServiceArgs {
+                &mut config.service
+            }
+
+            async fn start(
+                config: &$config,
+                clock: $crate::clock::SharedClock,
+                control: Option<$crate::clock::TestClock>,
+            ) -> anyhow::Result<Self> {
+                let app = <$app>::build(config, clock).await?;
+                Ok(match control {
+                    Some(clock) => app.with_clock_control(clock),
+                    None => app,
+                })
+            }
+
+            async fn serve(self) -> anyhow::Result<()> {
+                self.run_until_stopped($crate::server::shutdown_signal())
+                    .await
+            }
+        }
+    };
+}
+
 /// The flags both services take (their defaults come from [`Identity`]).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceArgs {

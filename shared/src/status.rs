@@ -150,6 +150,17 @@ pub fn with_reason(code: Code, domain: Domain, reason: &str, message: impl Into<
     Status::with_error_details(code, message, details)
 }
 
+/// PERMISSION_DENIED (reason `PERMISSION_DENIED`) for a caller that may not
+/// do this; about objects the message never reveals whether they exist.
+pub fn permission_denied(domain: Domain, message: impl Into<String>) -> Status {
+    with_reason(Code::PermissionDenied, domain, "PERMISSION_DENIED", message)
+}
+
+/// NOT_FOUND (reason `NOT_FOUND`).
+pub fn not_found(domain: Domain, message: impl Into<String>) -> Status {
+    with_reason(Code::NotFound, domain, "NOT_FOUND", message)
+}
+
 /// An opaque INTERNAL status; the cause chain is logged, never returned.
 pub fn internal(domain: Domain, err: &(dyn std::error::Error + 'static)) -> Status {
     let mut chain = err.to_string();

@@ -36,6 +36,18 @@ impl Violations {
 
     /// Checks each element of a repeated field; a violation is recorded
     /// under `field[i]` (the name is only built for a violation).
+    /// A batch of ids of one kind (`prefix`): at least one, at most `max`,
+    /// each well-formed.
+    pub fn check_batch(&mut self, field: &str, ids: &[String], prefix: &str, max: usize) {
+        if ids.is_empty() {
+            self.add(field, "is required");
+        }
+        if ids.len() > max {
+            self.add(field, format!("must hold at most {max} ids"));
+        }
+        self.check_each(field, ids, |each| id(each, prefix));
+    }
+
     pub fn check_each<T, U>(
         &mut self,
         field: &str,

@@ -186,15 +186,7 @@ impl ContractApi {
     ) -> Result<pb::BatchGetContractsResponse, Error> {
         require_scope(&caller, scope::CONTRACTS_READ)?;
         let mut v = Violations::new();
-        if req.contract_ids.is_empty() {
-            v.add("contract_ids", "is required");
-        }
-        if req.contract_ids.len() > MAX_BATCH {
-            v.add("contract_ids", format!("must hold at most {MAX_BATCH} ids"));
-        }
-        v.check_each("contract_ids", &req.contract_ids, |id| {
-            validate::id(id, "ctr")
-        });
+        v.check_batch("contract_ids", &req.contract_ids, "ctr", MAX_BATCH);
         v.finish()?;
         let mut unique = req.contract_ids.clone();
         unique.sort();

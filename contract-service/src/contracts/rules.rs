@@ -59,6 +59,11 @@ pub struct Contract {
 }
 
 impl Contract {
+    /// The client and the freelancer, who are both told of what concerns them both.
+    pub fn parties(&self) -> [&str; 2] {
+        [&self.client_id, &self.freelancer_id]
+    }
+
     /// The caller's relation to this contract, for user callers.
     pub fn role_of(&self, caller: &Caller) -> Option<Role> {
         let user = caller.user_id()?;

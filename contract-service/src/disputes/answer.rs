@@ -272,13 +272,7 @@ impl ContractApi {
                         contract.title,
                         note,
                     );
-                    notify(
-                        unit,
-                        &dispute,
-                        now,
-                        &[&contract.client_id, &contract.freelancer_id],
-                        &text,
-                    );
+                    notify(unit, &dispute, now, &contract.parties(), &text);
                     Ok(pb::ResolveDisputeResponse {
                         dispute: Some(view),
                     })

@@ -6,13 +6,12 @@ use super::rules::Dispute;
 use super::store::{self};
 use super::{day, dispute_pb, instant, notify, optional_minutes};
 use crate::common::find_contract;
-use crate::diary::rules::{amount_for_minutes, billable_minutes};
+use crate::diary::rules::billable_minutes;
 use crate::diary::store::time_entries_between;
-use crate::domain::{BillingWeek, DisputeState, Role};
+use crate::domain::{BillingWeek, Role};
 use crate::error::Error;
 use crate::grpc::ContractApi;
 use shared::auth::Caller;
-use shared::ids;
 use shared::proto::contract::v1 as pb;
 use shared::validate::{self, MAX_COMMENT_CHARS, Violations};
 use shared::writer::Call;
@@ -68,34 +67,15 @@ impl ContractApi {
                             billable,
                             &rules,
                         )?;
-                        let dispute = Dispute {
-                            id: ids::new_id("dsp"),
-                            contract_id: id.clone(),
-                            currency: contract.currency.clone(),
-                            week_start: week.start,
+                        let dispute = Dispute::filed(
+                            &contract,
+                            week.start,
                             reason,
-                            state: DisputeState::Open,
-                            create_time: now,
-                            whole_week: minutes == billable,
-                            disputed_minutes: minutes,
-                            disputed_amount_minor: amount_for_minutes(
-                                minutes,
-                                contract.hourly_rate_minor,
-                            ),
-                            respond_by: now + rules.dispute_response,
-                            decline_reason: String::new(),
-                            escalation_cause: None,
-                            escalate_time: None,
-                            resolved_by: None,
-                            accepted_minutes: 0,
-                            refund_amount_minor: 0,
-                            refunded_minor: 0,
-                            adjustment_minor: 0,
-                            resolution_note: String::new(),
-                            resolve_time: None,
-                            withdraw_time: None,
-                            update_time: now,
-                        };
+                            minutes,
+                            minutes == billable,
+                            now,
+                            &rules,
+                        );
                         store::insert_dispute(unit.tx(), &dispute).await?;
                         let response = pb::DisputeHoursResponse {
                             dispute: Some(dispute_pb(&dispute, &[])),

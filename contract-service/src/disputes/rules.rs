@@ -56,6 +56,47 @@ pub struct Dispute {
     pub update_time: DateTime<Utc>,
 }
 
+impl Dispute {
+    /// A dispute of `minutes` (`whole_week`: all the billable time) of the
+    /// week starting `week_start`, filed at `now`: open, answerable for the
+    /// response window, nothing decided yet.
+    pub fn filed(
+        contract: &Contract,
+        week_start: DateTime<Utc>,
+        reason: String,
+        minutes: i64,
+        whole_week: bool,
+        now: DateTime<Utc>,
+        rules: &Rules,
+    ) -> Self {
+        Self {
+            id: shared::ids::new_id("dsp"),
+            contract_id: contract.id.clone(),
+            currency: contract.currency.clone(),
+            week_start,
+            reason,
+            state: DisputeState::Open,
+            create_time: now,
+            whole_week,
+            disputed_minutes: minutes,
+            disputed_amount_minor: amount_for_minutes(minutes, contract.hourly_rate_minor),
+            respond_by: now + rules.dispute_response,
+            decline_reason: String::new(),
+            escalation_cause: None,
+            escalate_time: None,
+            resolved_by: None,
+            accepted_minutes: 0,
+            refund_amount_minor: 0,
+            refunded_minor: 0,
+            adjustment_minor: 0,
+            resolution_note: String::new(),
+            resolve_time: None,
+            withdraw_time: None,
+            update_time: now,
+        }
+    }
+}
+
 /// Billable minutes a new dispute covers: `requested` (0 = the whole week)
 /// must be a positive multiple of the segment, at most the week's billable
 /// minutes; a week without billable time cannot be disputed.
@@ -209,33 +250,16 @@ mod tests {
         assert!(!ok("2026-11-20T12:00:00Z"));
     }
 
-    fn dispute(minutes: i64, amount: i64) -> Dispute {
-        let t = at("2026-11-23T12:00:00Z");
-        Dispute {
-            id: "dsp_1".into(),
-            contract_id: "ctr_1".into(),
-            currency: "USD".into(),
-            week_start: at("2026-11-16T00:00:00Z"),
-            reason: "r".into(),
-            state: DisputeState::Open,
-            create_time: t,
-            whole_week: false,
-            disputed_minutes: minutes,
-            disputed_amount_minor: amount,
-            respond_by: t + Duration::days(5),
-            decline_reason: String::new(),
-            escalation_cause: None,
-            escalate_time: None,
-            resolved_by: None,
-            accepted_minutes: 0,
-            refund_amount_minor: 0,
-            refunded_minor: 0,
-            adjustment_minor: 0,
-            resolution_note: String::new(),
-            resolve_time: None,
-            withdraw_time: None,
-            update_time: t,
-        }
+    /// A dispute of `minutes` at `rate` (minor units an hour), filed on
+    /// the Monday noon after its week.
+    fn dispute(minutes: i64, rate: i64) -> Dispute {
+        let contract = Contract {
+            hourly_rate_minor: rate,
+            ..hourly("2026-11-01T00:00:00Z")
+        };
+        let (week, filed) = (at("2026-11-16T00:00:00Z"), at("2026-11-23T12:00:00Z"));
+        let rules = Rules::default();
+        Dispute::filed(&contract, week, "r".into(), minutes, false, filed, &rules)
     }
 
     #[test]
@@ -288,7 +312,7 @@ mod tests {
     fn accepting_part_refunds_its_worth_and_all_refunds_the_disputed_amount() {
         let rules = Rules::default();
         // 25 minutes at $0.33/h would round; all of them is exactly the disputed amount.
-        let d = dispute(30, 17);
+        let d = dispute(30, 33);
         assert_eq!(accepted_refund(&d, 0, 33, &rules).ok(), Some((30, 17)));
         assert_eq!(accepted_refund(&d, 30, 33, &rules).ok(), Some((30, 17)));
         assert_eq!(accepted_refund(&d, 10, 6000, &rules).ok(), Some((10, 1000)));

@@ -14,6 +14,7 @@ use shared::time::to_micros;
 use super::rules::{Dispute, EscalationCause, Resolver};
 use crate::domain::DisputeState;
 use crate::payments::rules::Refund;
+use shared::db::{Due, Reader};
 
 /// Refunds made by these disputes' resolutions, in id order.
 pub async fn refunds_of_disputes<'e, E>(executor: E, ids: &[String]) -> Result<Vec<Refund>, Error>
@@ -170,20 +171,11 @@ where
 }
 
 /// Open disputes whose response window has closed by `now`, oldest deadline first.
-pub async fn overdue_disputes<'e, E>(
-    executor: E,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<String>, Error>
-where
-    E: Executor<'e, Database = Any>,
-{
-    Ok(sqlx::query(
+pub async fn overdue_disputes(db: &Reader, due: Due) -> Result<Vec<String>, Error> {
+    Ok(due.query(
         "SELECT id FROM disputes WHERE state = 'OPEN' AND respond_by <= $1 ORDER BY respond_by, id LIMIT $2",
     )
-    .bind(to_micros(now))
-    .bind(limit)
-    .all(executor, column("id"))
+    .all(db, column("id"))
     .await?)
 }
 

@@ -8,6 +8,7 @@ use sqlx::{Any, AssertSqlSafe, Executor};
 use crate::error::Error;
 use crate::store::{END_COLUMNS, END_FEEDBACK, EndFeedback, Reply, end_from_row};
 use shared::db::Tx;
+use shared::db::{Due, Reader};
 use shared::time::to_micros;
 
 /// Adds one side's feedback; the database allows one per side and contract.
@@ -82,21 +83,12 @@ pub async fn reveal(
 }
 
 /// Contracts whose window has closed with feedback still unrevealed.
-pub async fn closed_unrevealed_contracts<'e, E>(
-    executor: E,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<String>, Error>
-where
-    E: Executor<'e, Database = Any>,
-{
-    Ok(sqlx::query(
+pub async fn closed_unrevealed_contracts(db: &Reader, due: Due) -> Result<Vec<String>, Error> {
+    Ok(due.query(
         "SELECT DISTINCT contract_id FROM end_feedback WHERE revealed_at IS NULL AND window_close_at <= $1 \
          ORDER BY contract_id LIMIT $2",
     )
-    .bind(to_micros(now))
-    .bind(limit)
-    .all(executor, column("contract_id"))
+    .all(db, column("contract_id"))
     .await?)
 }
 

@@ -8,6 +8,7 @@ use crate::store::{
     END_COLUMNS, END_FEEDBACK, EndFeedback, MID_COLUMNS, MidFeedback, end_from_row, mid_from_row,
 };
 use shared::db::Page;
+use shared::db::Reader;
 
 /// Mid-contract feedback of these contracts, oldest first.
 pub async fn mid_feedback_of_contracts<'e, E>(
@@ -71,13 +72,7 @@ where
 
 /// A page of a freelancer's (`page.key`) received end-of-contract feedback
 /// (Job Success inputs), in id order.
-pub async fn job_success_inputs<'e, E>(
-    executor: E,
-    page: Page<'_>,
-) -> Result<Vec<EndFeedback>, Error>
-where
-    E: Executor<'e, Database = Any>,
-{
+pub async fn job_success_inputs(db: &Reader, page: Page<'_>) -> Result<Vec<EndFeedback>, Error> {
     let received = "freelancer_id = $1 AND direction = 'CLIENT_TO_FREELANCER'";
-    Ok(END_FEEDBACK.page(executor, received, page).await?)
+    Ok(END_FEEDBACK.page(db, received, page).await?)
 }

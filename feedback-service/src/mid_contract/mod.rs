@@ -124,15 +124,7 @@ impl FeedbackApi {
         deadline: Option<StdDuration>,
     ) -> Result<pb::BatchCheckMidContractEligibilityResponse, Error> {
         let mut v = Violations::new();
-        if req.contract_ids.is_empty() {
-            v.add("contract_ids", "is required");
-        }
-        if req.contract_ids.len() > MAX_BATCH {
-            v.add("contract_ids", format!("must hold at most {MAX_BATCH} ids"));
-        }
-        v.check_each("contract_ids", &req.contract_ids, |id| {
-            validate::id(id, "ctr")
-        });
+        v.check_batch("contract_ids", &req.contract_ids, "ctr", MAX_BATCH);
         v.finish()?;
         if caller.user_id().is_none()
             && !caller.has_scope(scope::CONTRACTS_READ)

@@ -13,6 +13,7 @@ use crate::api::FeedbackApi;
 use crate::error::Error;
 use crate::store::{CLIENT_TO_FREELANCER, FREELANCER_TO_CLIENT};
 use shared::auth::{Caller, scope};
+use shared::db::Due;
 use shared::proto::contract::v1 as cpb;
 use shared::proto::feedback::v1 as pb;
 use shared::time::to_proto;
@@ -69,7 +70,7 @@ pub async fn apply(api: &FeedbackApi, event: cpb::Event) -> Result<bool, Error> 
 /// many were settled (sent or skipped).
 pub async fn send_due_reminders(api: &FeedbackApi) -> Result<usize, Error> {
     let now = api.now();
-    let due = store::due_reminders(api.db().reader(), now, 500).await?;
+    let due = store::due_reminders(api.db().reader(), Due::new(now, 500)).await?;
     let count = due.len();
     for prompt in due {
         api.mutations()

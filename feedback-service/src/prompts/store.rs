@@ -6,6 +6,7 @@ use sqlx::{Any, Executor, Row};
 
 use crate::error::Error;
 use shared::db::Tx;
+use shared::db::{Due, Reader};
 use shared::time::{from_micros, to_micros};
 
 /// The last contract-service event applied (0: none yet).
@@ -85,23 +86,15 @@ pub async fn insert_prompt(
 }
 
 /// Prompts whose reminder is due at `now` and not yet settled, oldest first.
-pub async fn due_reminders<'e, E>(
-    executor: E,
-    now: DateTime<Utc>,
-    limit: i64,
-) -> Result<Vec<Prompt>, Error>
-where
-    E: Executor<'e, Database = Any>,
-{
-    let rows = sqlx::query(
-        "SELECT contract_id, direction, recipient_id, title, window_close_at, remind_at \
+pub async fn due_reminders(db: &Reader, due: Due) -> Result<Vec<Prompt>, Error> {
+    let rows = due
+        .query(
+            "SELECT contract_id, direction, recipient_id, title, window_close_at, remind_at \
          FROM end_prompts WHERE reminder_settled_at IS NULL AND remind_at <= $1 \
          ORDER BY remind_at, contract_id, direction LIMIT $2",
-    )
-    .bind(to_micros(now))
-    .bind(limit)
-    .fetch_all(executor)
-    .await?;
+        )
+        .fetch_all(db)
+        .await?;
     rows.iter()
         .map(|row| {
             Ok(Prompt {

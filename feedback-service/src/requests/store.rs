@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use shared::db::rows::Fetch;
-use sqlx::{Any, AssertSqlSafe, Executor, Row};
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::error::Error;
 use crate::store::{FeedbackRequest, REQUEST_COLUMNS, REQUESTS, request_from_row};
+use shared::db::Reader;
 use shared::db::{Page, Tx};
 use shared::time::to_micros;
 
@@ -71,12 +72,6 @@ pub async fn fulfil_pending_request(
 }
 
 /// A page of a contract's requests (`page.key`), in id order.
-pub async fn list_requests<'e, E>(
-    executor: E,
-    page: Page<'_>,
-) -> Result<Vec<FeedbackRequest>, Error>
-where
-    E: Executor<'e, Database = Any>,
-{
-    Ok(REQUESTS.page(executor, "contract_id = $1", page).await?)
+pub async fn list_requests(db: &Reader, page: Page<'_>) -> Result<Vec<FeedbackRequest>, Error> {
+    Ok(REQUESTS.page(db, "contract_id = $1", page).await?)
 }

@@ -8,6 +8,7 @@ use crate::end_contract::{closed_unrevealed_contracts, reveal};
 use crate::error::Error;
 use crate::requests::{emit_expired, expire_requests};
 use crate::store;
+use shared::db::Due;
 use shared::proto::feedback::v1 as pb;
 
 /// One sweep: expire overdue requests, reveal feedback whose window
@@ -24,7 +25,7 @@ pub async fn sweep(api: &FeedbackApi) -> Result<(), Error> {
             })
         })
         .await?;
-    for contract_id in closed_unrevealed_contracts(api.db.reader(), now, 500).await? {
+    for contract_id in closed_unrevealed_contracts(api.db.reader(), Due::new(now, 500)).await? {
         api.mutations
             .background(move |unit| {
                 Box::pin(async move {

@@ -27,7 +27,7 @@ pub mod rows;
 
 use conn::{InlineTx, Inner};
 pub use conn::{Reader, Tx, TxConn};
-pub use page::Page;
+pub use page::{Due, Page};
 
 /// Which database engine is behind a [`Db`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

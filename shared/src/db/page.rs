@@ -30,6 +30,27 @@ impl<'a> Page<'a> {
     }
 }
 
+/// A sweep's batch of work due by `now`: a statement takes `now` (as
+/// microseconds) as `$1` and the most items to take as `$2`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub limit: i64,
+}
+
+impl Due {
+    pub fn new(now: chrono::DateTime<chrono::Utc>, limit: i64) -> Self {
+        Self { now, limit }
+    }
+
+    /// `sql` with the instant and the limit bound as `$1`, `$2`.
+    pub fn query<'q>(&self, sql: impl SqlSafeStr) -> Query<'q, Any, AnyArguments> {
+        sqlx::query(sql)
+            .bind(crate::time::to_micros(self.now))
+            .bind(self.limit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::Row;
