@@ -13,10 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use shared::proto::contract::v1 as pb;
+use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
 use shared::testing::{
-    TestBackend, as_service, as_user, channel, create_contract, free_addr, watch_outbox,
+    TestBackend, as_service, as_user, channel, create_contract, free_addr, payments_of,
+    usd_contract, watch_outbox,
 };
 use support::{connect, fixed_price, start};
+use tonic::transport::Channel;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sigkill_mid_write_leaves_consistent_state_and_a_contiguous_outbox() {
@@ -60,15 +63,15 @@ async fn sigkill_during_log_time(url: &str) {
     let mut contracts = Vec::new();
     for k in 0..DIARIES {
         let hourly = pb::CreateContractRequest {
-            client_id: format!("client-{k}"),
-            freelancer_id: format!("free-{k}"),
-            title: "crash".into(),
-            r#type: pb::ContractType::Hourly as i32,
-            currency_code: "USD".into(),
             hourly_rate_minor: 5_000,
             weekly_limit_minutes: 2_400,
             start_time: Some(shared::time::to_proto(now - chrono::Duration::days(30))),
-            ..Default::default()
+            ..usd_contract(
+                pb::ContractType::Hourly,
+                format!("client-{k}"),
+                format!("free-{k}"),
+                "crash",
+            )
         };
         let created = create_contract(&client, hourly).await.expect("create");
         contracts.push(created.id);
@@ -260,20 +263,7 @@ async fn sigkill_then_restart(url: &str) {
         for contract in &page.contracts {
             all_ids.insert(contract.id.clone());
             stored_contracts += 1;
-            let payments = client
-                .list_payments(as_service(
-                    "crash-test",
-                    &["contracts:read"],
-                    pb::ListPaymentsRequest {
-                        contract_id: contract.id.clone(),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .expect("payments")
-                .into_inner()
-                .payments;
-            stored_payments += payments.len();
+            stored_payments += payments(&client, &contract.id).await.len();
         }
         if page.next_page_token.is_empty() {
             break;
@@ -286,19 +276,7 @@ async fn sigkill_then_restart(url: &str) {
             "acknowledged contract {contract} lost ({url})"
         );
         if let Some(payment) = payment {
-            let payments = client
-                .list_payments(as_service(
-                    "crash-test",
-                    &["contracts:read"],
-                    pb::ListPaymentsRequest {
-                        contract_id: contract.clone(),
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .expect("payments")
-                .into_inner()
-                .payments;
+            let payments = payments(&client, contract).await;
             assert!(
                 payments.iter().any(|p| &p.id == payment),
                 "acknowledged payment {payment} lost ({url})"
@@ -320,6 +298,14 @@ async fn sigkill_then_restart(url: &str) {
         "one ContractCreated per contract ({url})"
     );
     child.kill().await.expect("stop");
+}
+
+/// The payments stored on `contract_id`, as read by an auditing service.
+async fn payments(client: &ContractServiceClient<Channel>, contract_id: &str) -> Vec<pb::Payment> {
+    payments_of(client, contract_id, |r| {
+        as_service("crash-test", &["contracts:read"], r)
+    })
+    .await
 }
 
 /// Waits until `count` writes are acknowledged (at most 20 s), then a little

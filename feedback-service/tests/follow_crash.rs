@@ -17,20 +17,16 @@ use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
 use shared::proto::feedback::v1 as fpb;
 use shared::proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
 use shared::testing::{
-    TestBackend, as_user, channel, create_contract, free_addr, start_service, watch_outbox,
+    InProcess, TestBackend, as_user, channel, create_contract, free_addr, start_service,
+    usd_contract, watch_outbox,
 };
 use tokio::process::Child;
 use tonic::transport::Channel;
 
 const CONTRACTS: usize = 48;
 
-type Running = (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-);
-
-/// contract-service in this process; the sender stops it (draining).
-async fn start_contracts(addr: SocketAddr, url: &str) -> Running {
+/// contract-service in this process, until stopped (draining).
+async fn start_contracts(addr: SocketAddr, url: &str) -> InProcess {
     let mut config = contract_service::Config::dev(addr, url);
     config.service.serve.drain_timeout_secs = 1;
     let clock: shared::clock::SharedClock = Arc::new(shared::clock::SystemClock);
@@ -46,11 +42,7 @@ async fn start_contracts(addr: SocketAddr, url: &str) -> Running {
         }
     }
     let app = app.expect("contract-service starts");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
-    (stop, server)
+    InProcess::spawn(|shutdown| app.run_until_stopped(shutdown))
 }
 
 /// The feedback-service binary on `addr`, following the contract-service on `contracts`.
@@ -150,22 +142,22 @@ async fn prompts(faddr: SocketAddr, want: usize) -> HashMap<(String, String, i32
 
 async fn kill_mid_burst(contract_url: &str, feedback_url: &str) {
     let caddr = free_addr();
-    let (stop, server) = start_contracts(caddr, contract_url).await;
+    let contracts = start_contracts(caddr, contract_url).await;
     let faddr = free_addr();
     let mut feedback = start_feedback(faddr, feedback_url, caddr);
     let client = ContractServiceClient::new(channel(caddr).await);
     let mut ids = Vec::new();
     for k in 0..CONTRACTS {
         let burst = cpb::CreateContractRequest {
-            client_id: format!("client-{k}"),
-            freelancer_id: format!("free-{k}"),
-            title: "burst".into(),
-            r#type: cpb::ContractType::FixedPrice as i32,
-            currency_code: "USD".into(),
             start_time: Some(shared::time::to_proto(
                 chrono::Utc::now() - chrono::Duration::days(40),
             )),
-            ..Default::default()
+            ..usd_contract(
+                cpb::ContractType::FixedPrice,
+                format!("client-{k}"),
+                format!("free-{k}"),
+                "burst",
+            )
         };
         ids.push(create_contract(&client, burst).await.expect("create").id);
     }
@@ -184,9 +176,8 @@ async fn kill_mid_burst(contract_url: &str, feedback_url: &str) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut feedback = start_feedback(faddr, feedback_url, caddr);
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let _ = stop.send(());
-    let _ = server.await;
-    let (stop, server) = start_contracts(caddr, contract_url).await;
+    let _ = contracts.stop().await;
+    let contracts = start_contracts(caddr, contract_url).await;
     for ender in enders {
         ender.await.expect("every contract ended");
     }
@@ -213,6 +204,5 @@ async fn kill_mid_burst(contract_url: &str, feedback_url: &str) {
     }
     assert_eq!(prompts.len(), want, "only the ended contracts' parties");
     feedback.kill().await.expect("stop");
-    let _ = stop.send(());
-    let _ = server.await;
+    let _ = contracts.stop().await;
 }

@@ -965,17 +965,13 @@ async fn events_stream_in_order_and_resume_from_a_cursor(backend: TestBackend) {
     ));
 
     use futures::StreamExt;
+    use shared::testing::Outbox;
     let mut resumed = app
         .contracts
         .clone()
-        .watch_events(as_service(
-            "audit",
-            &["events:read"],
-            pb::WatchEventsRequest { after_sequence: 2 },
-        ))
+        .watch_as("audit", 2)
         .await
-        .expect("watch")
-        .into_inner();
+        .expect("watch");
     let next = resumed
         .next()
         .await

@@ -387,20 +387,8 @@ async fn a_bonus_is_paid_once_through_contract_service(backend: TestBackend) {
 }
 
 async fn bonus_payments(contracts: &TestApp, contract_id: &str) -> Vec<i64> {
-    contracts
-        .contracts
-        .clone()
-        .list_payments(as_user(
-            "free-1",
-            pb::ListPaymentsRequest {
-                contract_id: contract_id.into(),
-                ..Default::default()
-            },
-        ))
+    shared::testing::payments_of(&contracts.contracts, contract_id, |r| as_user("free-1", r))
         .await
-        .expect("payments")
-        .into_inner()
-        .payments
         .iter()
         .filter(|p| p.kind == pb::PaymentKind::Bonus as i32)
         .map(|p| p.amount.as_ref().map_or(0, |m| m.amount_minor))
@@ -612,7 +600,8 @@ async fn both_parties_submitting_at_once_reveal_exactly_once(backend: TestBacken
         let (s, b, id) = (s.clone(), barrier.clone(), c.id.clone());
         tokio::spawn(async move {
             b.wait().await;
-            s.feedback.freelancer_end_feedback("free-1", &id).await
+            let request = e2e::freelancer_end_feedback_request(&id);
+            s.feedback.submit_end_feedback("free-1", request).await
         })
     };
     let a = client.await.expect("join").expect("client");
@@ -800,30 +789,17 @@ async fn bad_feedback_input_names_the_field_and_writes_nothing(backend: TestBack
         assert_eq!(got, fields);
     }
     end_by(&s, "client-1", &c).await;
+    let out_of_range = fpb::FreelancerScores {
+        skills: 6,
+        cooperation: 0,
+        ..e2e::freelancer_scores(5)
+    };
     let end = s
         .feedback
-        .client()
-        .submit_end_contract_feedback(as_user(
+        .submit_end_feedback(
             "client-1",
-            fpb::SubmitEndContractFeedbackRequest {
-                contract_id: c.id.clone(),
-                freelancer_scores: Some(fpb::FreelancerScores {
-                    skills: 6,
-                    quality_of_work: 5,
-                    availability: 5,
-                    adherence_to_schedule: 5,
-                    communication: 5,
-                    cooperation: 0,
-                }),
-                private_feedback: Some(fpb::ClientPrivateFeedback {
-                    reason_for_ending: 42,
-                    likelihood_to_recommend: 11,
-                }),
-                client_scores: None,
-                comment: "fine".into(),
-                request_id: String::new(),
-            },
-        ))
+            e2e::client_feedback(&c.id, out_of_range, 42, 11, "fine"),
+        )
         .await
         .expect_err("invalid");
     let mut fields = violated_fields(&end);

@@ -310,28 +310,18 @@ async fn hostile_requests_get_documented_answers_and_text_is_stored_verbatim(bac
                 .batch_check_mid_contract_eligibility(as_user(EARLY_CLIENT, eligibility))
                 .await,
         );
-        let end_feedback = fpb::SubmitEndContractFeedbackRequest {
-            contract_id: if case % 2 == 0 {
-                ended.id.clone()
-            } else {
-                i.id.clone()
-            },
-            freelancer_scores: Some(fpb::FreelancerScores {
-                skills: i.small,
-                quality_of_work: i.enum_value,
-                availability: 5,
-                adherence_to_schedule: 5,
-                communication: 5,
-                cooperation: 5,
-            }),
-            private_feedback: Some(fpb::ClientPrivateFeedback {
-                reason_for_ending: i.enum_value,
-                likelihood_to_recommend: i.small,
-            }),
-            client_scores: None,
-            comment: i.text.clone(),
-            request_id: String::new(),
+        let scores = fpb::FreelancerScores {
+            skills: i.small,
+            quality_of_work: i.enum_value,
+            ..e2e::freelancer_scores(5)
         };
+        let end_feedback = e2e::client_feedback(
+            if case % 2 == 0 { &ended.id } else { &i.id },
+            scores,
+            i.enum_value,
+            i.small,
+            &i.text,
+        );
         check(
             "SubmitEndContractFeedback",
             &i,

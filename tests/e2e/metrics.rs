@@ -3,18 +3,17 @@
 //! sweeper's lag against the test clock, at their boundaries, and each
 //! `WatchEvents` consumer's last sequence on both services.
 
+use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use e2e::scenario::{
-    early_contract, end_by, ended_contract, freelancer_review, mid_feedback, paid_contract,
+    client_review, early_contract, end_by, ended_contract, feedback_request, freelancer_review,
+    mid_feedback, paid_contract,
 };
-use e2e::{
-    EARLY_CLIENT, Stack, TestBackend, as_service, backend_tests, metric_stays, wait_for_metric,
-};
+use e2e::{EARLY_CLIENT, Stack, TestBackend, backend_tests, metric_stays, wait_for_metric};
 use futures::StreamExt;
-use shared::proto::contract::v1 as pb;
-use shared::proto::feedback::v1 as fpb;
+use shared::testing::{Outbox, OutboxEvent, Watched};
 
 /// Long enough for a sampling round of the database gauges (every 5 s).
 const SAMPLED: StdDuration = StdDuration::from_secs(15);
@@ -25,11 +24,18 @@ const OLDEST_BONUS: &str = "bonus_pending_oldest_age_seconds";
 const SWEEPER_LAG: &str = "sweeper_lag_seconds";
 const CONSUMER: &str = "outbox_consumer_sequence";
 
+/// A stack whose feedback-service runs no workers (no bonus payer, no
+/// sweeper): what they would pick up stays put. With its metrics port and
+/// the test clock's start.
+async fn without_workers(backend: &TestBackend) -> (Stack, SocketAddr, DateTime<Utc>) {
+    let s = Stack::spawn_with(backend, |config| config.run_workers = false).await;
+    let (metrics, t0) = (s.feedback.metrics_addr, s.contracts.now());
+    (s, metrics, t0)
+}
+
 async fn the_oldest_pending_bonus_ages_on_the_service_clock(backend: TestBackend) {
     // No bonus payer: bonuses stay pending.
-    let s = Stack::spawn_with(&backend, |config| config.run_workers = false).await;
-    let metrics = s.feedback.metrics_addr;
-    let t0 = s.contracts.now();
+    let (s, metrics, t0) = without_workers(&backend).await;
     wait_for_metric(metrics, OLDEST_BONUS, &[], 0.0, SAMPLED).await;
 
     let first = early_contract(&s, "free-1").await;
@@ -57,180 +63,117 @@ async fn the_oldest_pending_bonus_ages_on_the_service_clock(backend: TestBackend
     wait_for_metric(metrics, OLDEST_BONUS, &[], 1900.0, SAMPLED).await;
 }
 
-/// A request pending past its expiry: the lag is 0 until it expires, then
-/// the time since (a fulfilled request that expired earlier does not count).
-async fn an_expired_request_waits_for_the_sweeper(backend: &TestBackend) {
-    let s = Stack::spawn_with(backend, |config| config.run_workers = false).await;
-    let metrics = s.feedback.metrics_addr;
-    let t0 = s.contracts.now();
-    let answered = paid_contract(&s, "client-1", "free-1").await;
-    s.feedback
-        .request_feedback("free-1", &answered.id)
-        .await
-        .expect("request");
-    let given = mid_feedback(&s, "client-1", &answered).await;
-    assert!(!given.fulfilled_request_id.is_empty(), "{given:?}");
-
+/// The sweeper's lag on a stack of its own: what `settled` leaves at the
+/// start (work the sweeper has no part in) does not count; what `pending`
+/// leaves an hour later counts from when it falls due, 14 days on (the
+/// instant `pending` returns): 0 up to a second before, 90 once 90 s past.
+async fn sweeper_lag(
+    backend: &TestBackend,
+    settled: impl AsyncFnOnce(&Stack),
+    pending: impl AsyncFnOnce(&Stack) -> DateTime<Utc>,
+) {
+    let (s, metrics, t0) = without_workers(backend).await;
+    settled(&s).await;
     s.contracts.set_time(t0 + Duration::hours(1));
-    let c = paid_contract(&s, "client-2", "free-2").await;
-    let request = s
-        .feedback
-        .request_feedback("free-2", &c.id)
-        .await
-        .expect("request");
-    let due =
-        shared::time::from_proto(&request.expire_time.expect("expiry")).expect("valid expiry");
+    let due = pending(&s).await;
     assert_eq!(due, t0 + Duration::hours(1) + Duration::days(14));
-
     s.contracts.set_time(due - Duration::seconds(1));
     metric_stays(metrics, SWEEPER_LAG, &[], 0.0, ONE_ROUND).await;
     s.contracts.set_time(due + Duration::seconds(90));
     wait_for_metric(metrics, SWEEPER_LAG, &[], 90.0, SAMPLED).await;
 }
 
-/// One side's end-of-contract feedback after its window closed, not yet
-/// revealed: 0 until the window closes, then the time since (feedback that
-/// both sides gave, revealed at once, does not count however old).
-async fn a_closed_window_waits_for_the_sweeper(backend: &TestBackend) {
-    let s = Stack::spawn_with(backend, |config| config.run_workers = false).await;
-    let metrics = s.feedback.metrics_addr;
-    let t0 = s.contracts.now();
-    let both = ended_contract(&s, "client-1", "free-1").await;
-    s.feedback
-        .client_end_feedback("client-1", &both.id)
-        .await
-        .expect("client side");
-    let second = freelancer_review(&s, "free-1", &both).await;
+/// A request the client answered at once: fulfilled (its expiry passes
+/// too, but there is nothing to sweep).
+async fn answered_request(s: &Stack) {
+    let c = paid_contract(s, "client-1", "free-1").await;
+    feedback_request(s, "free-1", &c).await;
+    let given = mid_feedback(s, "client-1", &c).await;
+    assert!(!given.fulfilled_request_id.is_empty(), "{given:?}");
+}
+
+/// A request left pending: when it expires.
+async fn unanswered_request(s: &Stack) -> DateTime<Utc> {
+    let c = paid_contract(s, "client-2", "free-2").await;
+    let request = feedback_request(s, "free-2", &c).await;
+    shared::time::from_proto(&request.expire_time.expect("expiry")).expect("valid expiry")
+}
+
+/// End-of-contract feedback both sides gave: revealed at once, so it does
+/// not count however old.
+async fn feedback_from_both_sides(s: &Stack) {
+    let c = ended_contract(s, "client-1", "free-1").await;
+    client_review(s, "client-1", &c).await;
+    let second = freelancer_review(s, "free-1", &c).await;
     assert!(second.revealed, "both sides: revealed at once");
+}
 
-    s.contracts.set_time(t0 + Duration::hours(1));
-    let one = ended_contract(&s, "client-2", "free-2").await;
-    s.feedback
-        .client_end_feedback("client-2", &one.id)
-        .await
-        .expect("client side only");
-    let due = t0 + Duration::hours(1) + Duration::days(14);
-
-    s.contracts.set_time(due - Duration::seconds(1));
-    metric_stays(metrics, SWEEPER_LAG, &[], 0.0, ONE_ROUND).await;
-    s.contracts.set_time(due + Duration::seconds(90));
-    wait_for_metric(metrics, SWEEPER_LAG, &[], 90.0, SAMPLED).await;
+/// One side's end-of-contract feedback, not yet revealed: when its window
+/// closes, 14 days after the end.
+async fn feedback_from_one_side(s: &Stack) -> DateTime<Utc> {
+    let c = ended_contract(s, "client-2", "free-2").await;
+    client_review(s, "client-2", &c).await;
+    s.contracts.now() + Duration::days(14)
 }
 
 async fn the_sweeper_lag_counts_what_the_sweeper_picks_up(backend: TestBackend) {
     tokio::join!(
-        an_expired_request_waits_for_the_sweeper(&backend),
-        a_closed_window_waits_for_the_sweeper(&backend),
+        // A request pending past its expiry.
+        sweeper_lag(&backend, answered_request, unanswered_request),
+        // One side's end-of-contract feedback after its window closed.
+        sweeper_lag(&backend, feedback_from_both_sides, feedback_from_one_side),
     );
 }
 
-/// Reads a stream until no event arrives for a second; returns the sequences.
-async fn drain<S, M>(mut stream: S, sequence: impl Fn(M) -> i64) -> Vec<i64>
-where
-    S: futures::Stream<Item = Result<M, tonic::Status>> + Unpin,
-{
+/// The sequences `consumer` is sent after `after_sequence`, read until no
+/// event arrives for a second.
+async fn sequences_sent<C: Outbox>(client: C, consumer: &str, after_sequence: i64) -> Vec<i64> {
+    let mut stream = client
+        .watch_as(consumer, after_sequence)
+        .await
+        .expect("watch");
     let mut sequences = Vec::new();
     while let Ok(next) = tokio::time::timeout(StdDuration::from_secs(1), stream.next()).await {
-        sequences.push(sequence(next.expect("stream open").expect("event")));
+        let event = next.expect("stream open").expect("event").into_event();
+        sequences.push(event.expect("event").sequence());
     }
     sequences
 }
 
-async fn contract_events(s: &Stack, consumer: &str) -> Vec<i64> {
-    let stream = s
-        .contracts
-        .contracts
-        .clone()
-        .watch_events(as_service(
-            consumer,
-            &["events:read"],
-            pb::WatchEventsRequest { after_sequence: 0 },
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
-    drain(stream, |m: pb::WatchEventsResponse| {
-        m.event.expect("event").sequence
-    })
-    .await
-}
-
-async fn feedback_events(s: &Stack, consumer: &str, after_sequence: i64) -> Vec<i64> {
-    let stream = s
-        .feedback
-        .client()
-        .watch_events(as_service(
-            consumer,
-            &["events:read"],
-            fpb::WatchEventsRequest { after_sequence },
-        ))
-        .await
-        .expect("watch")
-        .into_inner();
-    drain(stream, |m: fpb::WatchEventsResponse| {
-        m.event.expect("event").sequence
-    })
-    .await
+/// Waits (2 s at most) until the service on `metrics` reports `sequence`
+/// as the last one `consumer` was sent.
+async fn consumer_at(metrics: SocketAddr, consumer: &str, sequence: i64) {
+    let labels = [("consumer", consumer)];
+    let immediately = StdDuration::from_secs(2);
+    wait_for_metric(metrics, CONSUMER, &labels, sequence as f64, immediately).await;
 }
 
 async fn each_event_consumer_reports_the_last_sequence_it_was_sent(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
     let (contracts, feedback) = (s.contracts.metrics_addr, s.feedback.metrics_addr);
-    let immediately = StdDuration::from_secs(2);
 
     // contract-service: billing reads everything there is, then hangs up.
     let c = paid_contract(&s, "client-1", "free-1").await;
-    let billing = contract_events(&s, "billing").await;
+    let billing = sequences_sent(s.contracts.contracts.clone(), "billing", 0).await;
     assert!(billing.len() >= 2, "{billing:?}");
     assert_eq!(billing, (1..=billing.len() as i64).collect::<Vec<_>>());
-    let billed = *billing.last().expect("events") as f64;
-    wait_for_metric(
-        contracts,
-        CONSUMER,
-        &[("consumer", "billing")],
-        billed,
-        immediately,
-    )
-    .await;
+    let billed = *billing.last().expect("events");
+    consumer_at(contracts, "billing", billed).await;
 
     // More events; search-indexer reads them all; billing keeps its value.
     end_by(&s, "client-1", &c).await;
-    let indexed = contract_events(&s, "search-indexer").await;
+    let indexed = sequences_sent(s.contracts.contracts.clone(), "search-indexer", 0).await;
     let indexed = *indexed.last().expect("events");
-    assert!(indexed as f64 > billed, "{indexed} after {billed}");
-    wait_for_metric(
-        contracts,
-        CONSUMER,
-        &[("consumer", "search-indexer")],
-        indexed as f64,
-        immediately,
-    )
-    .await;
-    wait_for_metric(
-        contracts,
-        CONSUMER,
-        &[("consumer", "billing")],
-        billed,
-        immediately,
-    )
-    .await;
+    assert!(indexed > billed, "{indexed} after {billed}");
+    consumer_at(contracts, "search-indexer", indexed).await;
+    consumer_at(contracts, "billing", billed).await;
 
     // feedback-service: a consumer resuming from a sequence is sent the rest.
-    s.feedback
-        .request_feedback("free-1", &paid_contract(&s, "client-2", "free-1").await.id)
-        .await
-        .expect("request");
-    let notified = feedback_events(&s, "notifier", 1).await;
+    feedback_request(&s, "free-1", &paid_contract(&s, "client-2", "free-1").await).await;
+    let notified = sequences_sent(s.feedback.client(), "notifier", 1).await;
     assert!(notified.len() >= 2, "{notified:?}");
     assert_eq!(notified[0], 2, "resumed after 1");
-    wait_for_metric(
-        feedback,
-        CONSUMER,
-        &[("consumer", "notifier")],
-        *notified.last().expect("events") as f64,
-        immediately,
-    )
-    .await;
+    consumer_at(feedback, "notifier", *notified.last().expect("events")).await;
     // Each service counts only its own consumers.
     let text = e2e::http_get(feedback, "/metrics").await;
     assert!(!text.contains(r#"consumer="billing""#), "{text}");

@@ -3,6 +3,8 @@
 use e2e::{TestApp, TestBackend, as_user, with_token};
 use shared::auth::{TokenSpec, mint};
 use shared::proto::contract::v1 as pb;
+use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
+use shared::testing::{InProcess, usd_contract};
 use tonic::Code;
 
 #[tokio::test]
@@ -31,12 +33,7 @@ async fn calls_without_a_valid_token_are_unauthenticated() {
 #[tokio::test]
 async fn health_answers_without_a_token() {
     let app = TestApp::spawn(&TestBackend::Sqlite).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel().await);
     for service in ["", "marketplace.contract.v1.ContractService"] {
         let status = health
             .check(tonic_health::pb::HealthCheckRequest {
@@ -144,12 +141,7 @@ async fn reflection_v1_lists_the_services() {
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let app = TestApp::spawn(&TestBackend::Sqlite).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let mut client = ServerReflectionClient::new(channel);
+    let mut client = ServerReflectionClient::new(app.channel().await);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
@@ -294,13 +286,13 @@ async fn a_shutdown_under_load_loses_no_accepted_request() {
                         break;
                     }
                     let request = pb::CreateContractRequest {
-                        client_id: format!("client-{worker}"),
-                        freelancer_id: format!("free-{i}"),
-                        title: "load".into(),
-                        r#type: pb::ContractType::FixedPrice as i32,
-                        currency_code: "USD".into(),
                         request_id: format!("load-{worker}-{i}"),
-                        ..Default::default()
+                        ..usd_contract(
+                            pb::ContractType::FixedPrice,
+                            format!("client-{worker}"),
+                            format!("free-{i}"),
+                            "load",
+                        )
                     };
                     match client
                         .create_contract(as_service("hiring", &["contracts:write"], request))
@@ -373,7 +365,7 @@ async fn a_shutdown_under_load_loses_no_accepted_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_drain_is_bounded_even_with_open_streams() {
-    use e2e::as_service;
+    use shared::testing::Outbox;
     let mut config_drain = None;
     let app = TestApp::spawn_with(&TestBackend::Sqlite, |config| {
         config.service.serve.drain_timeout_secs = 1;
@@ -384,14 +376,9 @@ async fn the_drain_is_bounded_even_with_open_streams() {
     let _stream = app
         .contracts
         .clone()
-        .watch_events(as_service(
-            "audit",
-            &["events:read"],
-            pb::WatchEventsRequest { after_sequence: 0 },
-        ))
+        .watch_as("audit", 0)
         .await
-        .expect("watch")
-        .into_inner();
+        .expect("watch");
     // A WatchEvents stream never ends by itself; the drain timeout ends it.
     tokio::time::timeout(std::time::Duration::from_secs(15), app.stop())
         .await
@@ -403,12 +390,7 @@ async fn the_test_clock_service_moves_time_for_the_rules() {
     use shared::proto::testing::v1 as tpb;
     use shared::proto::testing::v1::test_clock_service_client::TestClockServiceClient;
     let app = TestApp::spawn_with_clock_control(&TestBackend::Sqlite).await;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", app.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let mut clock = TestClockServiceClient::new(channel);
+    let mut clock = TestClockServiceClient::new(app.channel().await);
     let day = prost_types::Duration {
         seconds: 86_400,
         nanos: 0,
@@ -488,6 +470,21 @@ fn certificates(dir: &std::path::Path) -> [String; 5] {
     })
 }
 
+/// Whether client-1 can read its contract through `endpoint` (false when the
+/// connection or the call is refused).
+async fn reads_contract(endpoint: tonic::transport::Endpoint, contract_id: &str) -> bool {
+    let Ok(channel) = endpoint.connect().await else {
+        return false;
+    };
+    let request = pb::GetContractRequest {
+        contract_id: contract_id.into(),
+    };
+    ContractServiceClient::new(channel)
+        .get_contract(as_user("client-1", request))
+        .await
+        .is_ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn feedback_reaches_contract_service_over_mutual_tls_and_strangers_cannot() {
     use std::sync::Arc;
@@ -506,10 +503,7 @@ async fn feedback_reaches_contract_service_over_mutual_tls_and_strangers_cannot(
         .await
         .expect("build");
     let addr = app.addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = stopped.await;
-    }));
+    let server = InProcess::spawn(|shutdown| app.run_until_stopped(shutdown));
 
     let pem = |path: &str| std::fs::read(path).expect("pem");
     let tls = ClientTlsConfig::new()
@@ -525,20 +519,19 @@ async fn feedback_reaches_contract_service_over_mutual_tls_and_strangers_cannot(
         .connect()
         .await
         .expect("mutual TLS handshake");
-    let mut contracts =
-        shared::proto::contract::v1::contract_service_client::ContractServiceClient::new(channel);
+    let mut contracts = ContractServiceClient::new(channel);
     let created = contracts
         .create_contract(e2e::as_service(
             "hiring",
             &["contracts:write"],
             pb::CreateContractRequest {
-                client_id: "client-1".into(),
-                freelancer_id: "free-1".into(),
-                title: "over TLS".into(),
-                r#type: pb::ContractType::FixedPrice as i32,
-                currency_code: "USD".into(),
                 start_time: Some(e2e::ts(e2e::test_epoch() - chrono::Duration::days(40))),
-                ..Default::default()
+                ..usd_contract(
+                    pb::ContractType::FixedPrice,
+                    "client-1",
+                    "free-1",
+                    "over TLS",
+                )
             },
         ))
         .await
@@ -563,50 +556,19 @@ async fn feedback_reaches_contract_service_over_mutual_tls_and_strangers_cannot(
     assert_eq!(eligibility.contract_id, created.id);
 
     // Plaintext, and TLS without a client certificate, are refused.
-    let plaintext = Channel::from_shared(format!("http://{addr}"))
-        .expect("uri")
-        .connect()
-        .await;
-    if let Ok(channel) = plaintext {
-        let mut client =
-            shared::proto::contract::v1::contract_service_client::ContractServiceClient::new(
-                channel,
-            );
-        let answer = client
-            .get_contract(as_user(
-                "client-1",
-                pb::GetContractRequest {
-                    contract_id: created.id.clone(),
-                },
-            ))
-            .await;
-        assert!(answer.is_err(), "plaintext must not be served");
-    }
+    let plaintext = Channel::from_shared(format!("http://{addr}")).expect("uri");
+    assert!(
+        !reads_contract(plaintext, &created.id).await,
+        "plaintext must not be served"
+    );
     let anonymous = Channel::from_shared(format!("https://{addr}"))
         .expect("uri")
         .tls_config(tls)
-        .expect("tls")
-        .connect()
-        .await;
-    if let Ok(channel) = anonymous {
-        let mut client =
-            shared::proto::contract::v1::contract_service_client::ContractServiceClient::new(
-                channel,
-            );
-        let answer = client
-            .get_contract(as_user(
-                "client-1",
-                pb::GetContractRequest {
-                    contract_id: created.id.clone(),
-                },
-            ))
-            .await;
-        assert!(
-            answer.is_err(),
-            "a client without a certificate must be refused"
-        );
-    }
-    let _ = stop.send(());
-    server.await.expect("join").expect("server ran cleanly");
+        .expect("tls");
+    assert!(
+        !reads_contract(anonymous, &created.id).await,
+        "a client without a certificate must be refused"
+    );
+    server.stop().await.expect("server ran cleanly");
     std::fs::remove_dir_all(dir).ok();
 }

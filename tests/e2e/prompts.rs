@@ -9,6 +9,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use e2e::scenario::{end_by, notifications_until_quiet};
 use e2e::{FeedbackApp, Stack, TestApp, TestBackend, as_service, as_user, backend_tests};
+use shared::proto::contract::v1 as pb;
 use shared::proto::feedback::v1 as fpb;
 
 /// (kind, recipient, channel, text, window close) of a notification event.
@@ -76,13 +77,26 @@ async fn wait_for(
 
 const SETTLE: StdDuration = StdDuration::from_millis(1_200);
 
-async fn ending_a_contract_prompts_both_parties_once_across_restarts(backend: TestBackend) {
-    let s = Stack::spawn(&backend).await;
+/// Every notification so far, once the sweeps have had time to settle.
+async fn settled_notifications(feedback: &FeedbackApp) -> Vec<Notification> {
+    tokio::time::sleep(SETTLE).await;
+    notifications(feedback, StdDuration::from_millis(500)).await
+}
+
+/// `client`'s 60-day-old contract with `freelancer` (never paid), which the
+/// client has just ended; and when it ended.
+async fn just_ended(s: &Stack, client: &str, freelancer: &str) -> (pb::Contract, DateTime<Utc>) {
     let c = s
-        .contract("client-1", "free-1", Duration::days(60), None)
+        .contract(client, freelancer, Duration::days(60), None)
         .await;
     let ended_at = s.contracts.now();
-    end_by(&s, "client-1", &c).await;
+    end_by(s, client, &c).await;
+    (c, ended_at)
+}
+
+async fn ending_a_contract_prompts_both_parties_once_across_restarts(backend: TestBackend) {
+    let s = Stack::spawn(&backend).await;
+    let (_, ended_at) = just_ended(&s, "client-1", "free-1").await;
 
     let all = wait_for(&s.feedback, fpb::NotificationKind::EndFeedbackPrompt, 4).await;
     assert_eq!(
@@ -117,8 +131,7 @@ async fn ending_a_contract_prompts_both_parties_once_across_restarts(backend: Te
         .expect("end while feedback-service is down");
     let feedback = FeedbackApp::spawn(config, contracts.clock.clone()).await;
     let all = wait_for(&feedback, fpb::NotificationKind::EndFeedbackPrompt, 8).await;
-    tokio::time::sleep(SETTLE).await;
-    let all_after = notifications(&feedback, StdDuration::from_millis(500)).await;
+    let all_after = settled_notifications(&feedback).await;
     assert_eq!(all.len(), all_after.len(), "nothing more once caught up");
     assert_eq!(
         of_kind(&all_after, fpb::NotificationKind::EndFeedbackPrompt),
@@ -155,15 +168,9 @@ async fn reminders_go_out_at_their_instant_once_to_who_has_not_submitted(backend
     let s = Stack::spawn(&backend).await;
     // A: the client submits, the freelancer does not. B: nobody submits,
     // and B's client turned reminders off.
-    let a = s
-        .contract("client-a", "free-a", Duration::days(60), None)
-        .await;
-    let b = s
-        .contract("client-b", "free-b", Duration::days(60), None)
-        .await;
-    let ended_at = s.contracts.now();
-    end_by(&s, "client-a", &a).await;
-    end_by(&s, "client-b", &b).await;
+    let (a, ended_at) = just_ended(&s, "client-a", "free-a").await;
+    let (_, b_ended_at) = just_ended(&s, "client-b", "free-b").await;
+    assert_eq!(b_ended_at, ended_at, "the test clock stood still");
     wait_for(&s.feedback, fpb::NotificationKind::EndFeedbackPrompt, 8).await;
     s.feedback
         .client_end_feedback("client-a", &a.id)
@@ -188,8 +195,7 @@ async fn reminders_go_out_at_their_instant_once_to_who_has_not_submitted(backend
 
     let remind_at = ended_at + Duration::days(14) - Duration::days(3);
     s.contracts.set_time(remind_at - Duration::seconds(1));
-    tokio::time::sleep(SETTLE).await;
-    let before = notifications(&s.feedback, StdDuration::from_millis(500)).await;
+    let before = settled_notifications(&s.feedback).await;
     assert!(
         of_kind(&before, fpb::NotificationKind::EndFeedbackReminder).is_empty(),
         "no reminder a second before its instant"
@@ -211,8 +217,7 @@ async fn reminders_go_out_at_their_instant_once_to_who_has_not_submitted(backend
     // Later sweeps, up to the close, send nothing more.
     s.contracts
         .set_time(ended_at + Duration::days(14) - Duration::seconds(1));
-    tokio::time::sleep(SETTLE).await;
-    let later = notifications(&s.feedback, StdDuration::from_millis(500)).await;
+    let later = settled_notifications(&s.feedback).await;
     assert_eq!(
         of_kind(&later, fpb::NotificationKind::EndFeedbackReminder).len(),
         4,
@@ -222,35 +227,47 @@ async fn reminders_go_out_at_their_instant_once_to_who_has_not_submitted(backend
 
 async fn no_reminder_once_the_window_has_closed(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let c = s
-        .contract("client-1", "free-1", Duration::days(60), None)
-        .await;
-    let ended_at = s.contracts.now();
-    end_by(&s, "client-1", &c).await;
+    let (_, ended_at) = just_ended(&s, "client-1", "free-1").await;
     wait_for(&s.feedback, fpb::NotificationKind::EndFeedbackPrompt, 4).await;
     // The service was away through the reminder instant; at the close it is too late.
     s.contracts.set_time(ended_at + Duration::days(14));
     tokio::time::sleep(SETTLE).await;
     s.contracts.set_time(ended_at + Duration::days(15));
-    tokio::time::sleep(SETTLE).await;
-    let all = notifications(&s.feedback, StdDuration::from_millis(500)).await;
+    let all = settled_notifications(&s.feedback).await;
     assert!(of_kind(&all, fpb::NotificationKind::EndFeedbackReminder).is_empty());
+}
+
+/// Notification preferences read with `request`'s token.
+async fn preferences(
+    s: &Stack,
+    request: tonic::Request<fpb::GetNotificationPreferencesRequest>,
+) -> Result<fpb::NotificationPreferences, tonic::Status> {
+    let response = s
+        .feedback
+        .client()
+        .get_notification_preferences(request)
+        .await?;
+    Ok(response.into_inner().preferences.expect("preferences"))
+}
+
+/// `user_id`'s preferences, read by the service `name` with `scopes`.
+async fn preferences_as_service(
+    s: &Stack,
+    name: &str,
+    scopes: &[&str],
+    user_id: &str,
+) -> Result<fpb::NotificationPreferences, tonic::Status> {
+    let user_id = user_id.into();
+    let request = fpb::GetNotificationPreferencesRequest { user_id };
+    preferences(s, as_service(name, scopes, request)).await
 }
 
 async fn preferences_are_the_users_own(backend: TestBackend) {
     let s = Stack::spawn(&backend).await;
-    let client = s.feedback.client();
-    let default = client
-        .clone()
-        .get_notification_preferences(as_user(
-            "free-1",
-            fpb::GetNotificationPreferencesRequest::default(),
-        ))
+    let own = fpb::GetNotificationPreferencesRequest::default();
+    let default = preferences(&s, as_user("free-1", own))
         .await
-        .expect("own preferences")
-        .into_inner()
-        .preferences
-        .expect("preferences");
+        .expect("own preferences");
     assert!(
         default.end_feedback_reminders,
         "reminders are on by default"
@@ -258,8 +275,9 @@ async fn preferences_are_the_users_own(backend: TestBackend) {
     assert_eq!(default.user_id, "free-1");
     assert!(default.update_time.is_none());
 
-    let other = client
-        .clone()
+    let other = s
+        .feedback
+        .client()
         .update_notification_preferences(as_user(
             "free-1",
             fpb::UpdateNotificationPreferencesRequest {
@@ -270,45 +288,18 @@ async fn preferences_are_the_users_own(backend: TestBackend) {
         .await
         .expect_err("not someone else's");
     assert_eq!(other.code(), tonic::Code::PermissionDenied);
-    let service = client
-        .clone()
-        .get_notification_preferences(as_service(
-            "gateway",
-            &["contracts:read"],
-            fpb::GetNotificationPreferencesRequest {
-                user_id: "client-1".into(),
-            },
-        ))
+    let service = preferences_as_service(&s, "gateway", &["contracts:read"], "client-1")
         .await
         .expect_err("services need admin");
     assert_eq!(service.code(), tonic::Code::PermissionDenied);
-    let bad = client
-        .clone()
-        .get_notification_preferences(as_service(
-            "support",
-            &["admin"],
-            fpb::GetNotificationPreferencesRequest {
-                user_id: "no spaces".into(),
-            },
-        ))
+    let bad = preferences_as_service(&s, "support", &["admin"], "no spaces")
         .await
         .expect_err("bad user id");
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().contains("user_id"), "{}", bad.message());
-    let unchanged = client
-        .clone()
-        .get_notification_preferences(as_service(
-            "support",
-            &["admin"],
-            fpb::GetNotificationPreferencesRequest {
-                user_id: "client-1".into(),
-            },
-        ))
+    let unchanged = preferences_as_service(&s, "support", &["admin"], "client-1")
         .await
-        .expect("admin reads")
-        .into_inner()
-        .preferences
-        .expect("preferences");
+        .expect("admin reads");
     assert!(unchanged.end_feedback_reminders, "nothing was written");
 }
 

@@ -8,8 +8,10 @@
 use std::fmt::Write as _;
 
 use chrono::Duration;
-use e2e::scenario::{client_review, ended_contract, freelancer_review, paid_contract};
-use e2e::{EARLY_CLIENT, Stack, TestBackend, at, backend_tests, ts, usd, with_token};
+use e2e::scenario::{client_review, ended_contract, freelancer_review, paid_contract, pay_invoice};
+use e2e::{
+    EARLY_CLIENT, Stack, TestBackend, at, backend_tests, freelancer_scores, ts, usd, with_token,
+};
 use shared::auth::{DEFAULT_AUDIENCE, DEFAULT_ISSUER, TokenSpec, mint, mint_dev};
 use shared::proto::contract::v1 as pb;
 use shared::proto::feedback::v1 as fpb;
@@ -165,44 +167,23 @@ async fn fixture(s: &Stack) -> Fixture {
         .log_time(FREELANCER, &active.id, at("2026-11-18T08:00:00Z"), 30)
         .await
         .expect("log");
-    let payment = s
-        .contracts
-        .pay(
-            &active.id,
-            pb::PaymentKind::HourlyInvoice,
-            2_000,
-            s.contracts.now() - Duration::hours(2),
-            &format!("p2-{}", active.id),
-        )
-        .await
-        .expect("pay");
+    let two_hours_ago = s.contracts.now() - Duration::hours(2);
+    let payment = pay_invoice(
+        s,
+        &active,
+        2_000,
+        two_hours_ago,
+        &format!("p2-{}", active.id),
+    )
+    .await;
     let ended = ended_contract(s, CLIENT, FREELANCER).await;
     let to_freelancer = client_review(s, CLIENT, &ended).await.id;
     freelancer_review(s, FREELANCER, &ended).await;
     let blind = ended_contract(s, CLIENT, FREELANCER).await;
+    let unsatisfied = fpb::EndReason::Unsatisfied as i32;
+    let secret = e2e::client_feedback(&blind.id, freelancer_scores(1), unsatisfied, 0, UNREVEALED);
     s.feedback
-        .client()
-        .submit_end_contract_feedback(e2e::as_user(
-            CLIENT,
-            fpb::SubmitEndContractFeedbackRequest {
-                contract_id: blind.id.clone(),
-                freelancer_scores: Some(fpb::FreelancerScores {
-                    skills: 1,
-                    quality_of_work: 1,
-                    availability: 1,
-                    adherence_to_schedule: 1,
-                    communication: 1,
-                    cooperation: 1,
-                }),
-                private_feedback: Some(fpb::ClientPrivateFeedback {
-                    reason_for_ending: fpb::EndReason::Unsatisfied as i32,
-                    likelihood_to_recommend: 0,
-                }),
-                client_scores: None,
-                comment: UNREVEALED.into(),
-                request_id: String::new(),
-            },
-        ))
+        .submit_end_feedback(CLIENT, secret)
         .await
         .expect("blind feedback");
     Fixture {
@@ -639,41 +620,15 @@ async fn call(s: &Stack, rpc: &Rpc, caller: Caller, f: &Fixture) -> (Code, Strin
                 .await,
         ),
         "feedback.SubmitEndContractFeedback" => {
-            let freelancer_side = caller == Caller::Freelancer;
+            let review = if caller == Caller::Freelancer {
+                e2e::freelancer_feedback(&f.blind, e2e::client_scores(5), "matrix")
+            } else {
+                let completed = fpb::EndReason::JobCompleted as i32;
+                e2e::client_feedback(&f.blind, freelancer_scores(5), completed, 8, "matrix")
+            };
             seen(
                 feedback
-                    .submit_end_contract_feedback(request(
-                        t,
-                        fpb::SubmitEndContractFeedbackRequest {
-                            contract_id: f.blind.clone(),
-                            freelancer_scores: (!freelancer_side).then_some(
-                                fpb::FreelancerScores {
-                                    skills: 5,
-                                    quality_of_work: 5,
-                                    availability: 5,
-                                    adherence_to_schedule: 5,
-                                    communication: 5,
-                                    cooperation: 5,
-                                },
-                            ),
-                            private_feedback: (!freelancer_side).then_some(
-                                fpb::ClientPrivateFeedback {
-                                    reason_for_ending: fpb::EndReason::JobCompleted as i32,
-                                    likelihood_to_recommend: 8,
-                                },
-                            ),
-                            client_scores: freelancer_side.then_some(fpb::ClientScores {
-                                clarity_of_requirements: 5,
-                                communication: 5,
-                                cooperation: 5,
-                                availability: 5,
-                                reasonable_deadlines: 5,
-                                payment_promptness: 5,
-                            }),
-                            comment: "matrix".into(),
-                            request_id: String::new(),
-                        },
-                    ))
+                    .submit_end_contract_feedback(request(t, review))
                     .await,
             )
         }

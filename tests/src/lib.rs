@@ -11,8 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tonic::Request;
 use tonic::transport::Channel;
 
@@ -22,35 +20,91 @@ use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
 use shared::proto::feedback::v1 as fpb;
 use shared::proto::feedback::v1::feedback_service_client::FeedbackServiceClient;
-use shared::testing::channel;
+use shared::testing::{InProcess, channel};
 
 /// The support every crate's tests share: tokens, fresh databases, the outbox.
 pub use shared::testing::{
-    EventStream, TestBackend, as_service, as_user, assert_gap_free, free_addr, watch_outbox,
-    with_token,
+    EventStream, TestBackend, as_service, as_user, assert_gap_free, free_addr, usd_contract,
+    watch_outbox, with_token,
 };
+
+/// The same `stars` on every criterion a client rates a freelancer on.
+pub fn freelancer_scores(stars: i32) -> fpb::FreelancerScores {
+    fpb::FreelancerScores {
+        skills: stars,
+        quality_of_work: stars,
+        availability: stars,
+        adherence_to_schedule: stars,
+        communication: stars,
+        cooperation: stars,
+    }
+}
+
+/// The same `stars` on every criterion a freelancer rates a client on.
+pub fn client_scores(stars: i32) -> fpb::ClientScores {
+    fpb::ClientScores {
+        clarity_of_requirements: stars,
+        communication: stars,
+        cooperation: stars,
+        availability: stars,
+        reasonable_deadlines: stars,
+        payment_promptness: stars,
+    }
+}
+
+/// The client's end-of-contract feedback on the freelancer: `scores`, why
+/// the contract ended (an `EndReason`), how likely the client is to
+/// recommend the freelancer (0 to 10), and a public comment.
+pub fn client_feedback(
+    contract_id: &str,
+    scores: fpb::FreelancerScores,
+    reason_for_ending: i32,
+    likelihood_to_recommend: i32,
+    comment: &str,
+) -> fpb::SubmitEndContractFeedbackRequest {
+    fpb::SubmitEndContractFeedbackRequest {
+        contract_id: contract_id.into(),
+        freelancer_scores: Some(scores),
+        private_feedback: Some(fpb::ClientPrivateFeedback {
+            reason_for_ending,
+            likelihood_to_recommend,
+        }),
+        client_scores: None,
+        comment: comment.into(),
+        request_id: String::new(),
+    }
+}
+
+/// The freelancer's end-of-contract feedback on the client.
+pub fn freelancer_feedback(
+    contract_id: &str,
+    scores: fpb::ClientScores,
+    comment: &str,
+) -> fpb::SubmitEndContractFeedbackRequest {
+    fpb::SubmitEndContractFeedbackRequest {
+        contract_id: contract_id.into(),
+        freelancer_scores: None,
+        private_feedback: None,
+        client_scores: Some(scores),
+        comment: comment.into(),
+        request_id: String::new(),
+    }
+}
 
 /// The client's end-of-contract feedback used throughout the tests: all
 /// fives but quality of work 3, job completed, 9 of 10 to recommend.
 pub fn client_end_feedback_request(contract_id: &str) -> fpb::SubmitEndContractFeedbackRequest {
-    fpb::SubmitEndContractFeedbackRequest {
-        contract_id: contract_id.into(),
-        freelancer_scores: Some(fpb::FreelancerScores {
-            skills: 5,
-            quality_of_work: 3,
-            availability: 5,
-            adherence_to_schedule: 5,
-            communication: 5,
-            cooperation: 5,
-        }),
-        private_feedback: Some(fpb::ClientPrivateFeedback {
-            reason_for_ending: fpb::EndReason::JobCompleted as i32,
-            likelihood_to_recommend: 9,
-        }),
-        client_scores: None,
-        comment: "Solid delivery".into(),
-        request_id: String::new(),
-    }
+    let scores = fpb::FreelancerScores {
+        quality_of_work: 3,
+        ..freelancer_scores(5)
+    };
+    let completed = fpb::EndReason::JobCompleted as i32;
+    client_feedback(contract_id, scores, completed, 9, "Solid delivery")
+}
+
+/// The freelancer's end-of-contract feedback used throughout the tests: all fours.
+pub fn freelancer_end_feedback_request(contract_id: &str) -> fpb::SubmitEndContractFeedbackRequest {
+    freelancer_feedback(contract_id, client_scores(4), "Clear requirements")
 }
 
 /// Wednesday 2026-11-18 10:00 UTC: where test clocks start.
@@ -71,8 +125,22 @@ pub struct TestApp {
     /// The running service, to run its dispute sweep at a chosen instant
     /// (dropped on stop, so its writers can stop with the server).
     api: Option<contract_service::grpc::ContractApi>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    server: InProcess,
+}
+
+/// `client` hires `freelancer` by the hour ($60/h, 40 h/week) from `start`.
+pub fn hourly_terms(
+    client: &str,
+    freelancer: &str,
+    title: &str,
+    start: DateTime<Utc>,
+) -> pb::CreateContractRequest {
+    pb::CreateContractRequest {
+        hourly_rate_minor: 6_000,
+        weekly_limit_minutes: 40 * 60,
+        start_time: Some(ts(start)),
+        ..usd_contract(pb::ContractType::Hourly, client, freelancer, title)
+    }
 }
 
 /// Test settings: `--dev` defaults with a fast dispute sweep (100 ms).
@@ -122,13 +190,7 @@ impl TestApp {
         if clock_control {
             app = app.with_clock_control(clock.clone());
         }
-        let addr = app.addr();
-        let metrics_addr = app.metrics_addr();
-        let api = app.api();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
+        let (addr, metrics_addr, api) = (app.addr(), app.metrics_addr(), app.api());
         Self {
             addr,
             metrics_addr,
@@ -136,9 +198,13 @@ impl TestApp {
             database_url,
             contracts: ContractServiceClient::new(channel(addr).await),
             api: Some(api),
-            stop: Some(stop),
-            server: Some(server),
+            server: InProcess::spawn(|shutdown| app.run_until_stopped(shutdown)),
         }
+    }
+
+    /// A channel to the service (any client of what it serves).
+    pub async fn channel(&self) -> Channel {
+        channel(self.addr).await
     }
 
     /// Runs the dispute escalation sweep once, now (as the background sweep
@@ -165,12 +231,7 @@ impl TestApp {
     /// Stops the server (draining in-flight calls) and waits for it.
     pub async fn stop(mut self) {
         self.api = None;
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("join").expect("server ran cleanly");
-        }
+        self.server.stop().await.expect("server ran cleanly");
     }
 
     /// The first `count` outbox events, in sequence order (each within 10 s).
@@ -200,19 +261,10 @@ impl TestApp {
 
     /// Hiring: registers an hourly contract ($60/h, 40 h/week) that started 60 days ago.
     pub async fn hourly_contract(&self, client: &str, freelancer: &str) -> pb::Contract {
-        self.create_contract(pb::CreateContractRequest {
-            client_id: client.into(),
-            freelancer_id: freelancer.into(),
-            title: "Build the thing".into(),
-            r#type: pb::ContractType::Hourly as i32,
-            currency_code: "USD".into(),
-            hourly_rate_minor: 6_000,
-            weekly_limit_minutes: 40 * 60,
-            start_time: Some(ts(self.now() - chrono::Duration::days(60))),
-            ..Default::default()
-        })
-        .await
-        .expect("create hourly contract")
+        let started = self.now() - chrono::Duration::days(60);
+        self.create_contract(hourly_terms(client, freelancer, "Build the thing", started))
+            .await
+            .expect("create hourly contract")
     }
 
     /// Hiring: registers any contract.
@@ -278,27 +330,13 @@ impl TestApp {
         paid_at: DateTime<Utc>,
         request_id: &str,
     ) -> Result<pb::Payment, tonic::Status> {
-        let response = self
-            .contracts
-            .clone()
-            .record_payment(as_service(
-                "billing",
-                &["payments:write"],
-                pb::RecordPaymentRequest {
-                    contract_id: contract_id.into(),
-                    kind: kind as i32,
-                    amount: Some(usd(amount_minor)),
-                    paid_time: Some(ts(paid_at)),
-                    memo: String::new(),
-                    request_id: request_id.into(),
-                    // An hourly invoice pays the week it was paid in, unless
-                    // a test names the week (`pay_week`).
-                    billing_week_time: (kind == pb::PaymentKind::HourlyInvoice)
-                        .then(|| ts(paid_at)),
-                },
-            ))
-            .await?;
-        Ok(response.into_inner().payment.expect("payment in response"))
+        self.record_payment(pb::RecordPaymentRequest {
+            // An hourly invoice pays the week it was paid in, unless a test
+            // names the week (`pay_week`).
+            billing_week_time: (kind == pb::PaymentKind::HourlyInvoice).then(|| ts(paid_at)),
+            ..payment(contract_id, kind, amount_minor, paid_at, request_id)
+        })
+        .await
     }
 
     /// Billing records an hourly invoice, paid now, for the week containing `week_time`.
@@ -309,22 +347,23 @@ impl TestApp {
         week_time: DateTime<Utc>,
         request_id: &str,
     ) -> Result<pb::Payment, tonic::Status> {
+        let kind = pb::PaymentKind::HourlyInvoice;
+        self.record_payment(pb::RecordPaymentRequest {
+            billing_week_time: Some(ts(week_time)),
+            ..payment(contract_id, kind, amount_minor, self.now(), request_id)
+        })
+        .await
+    }
+
+    /// Billing records `request`.
+    async fn record_payment(
+        &self,
+        request: pb::RecordPaymentRequest,
+    ) -> Result<pb::Payment, tonic::Status> {
         let response = self
             .contracts
             .clone()
-            .record_payment(as_service(
-                "billing",
-                &["payments:write"],
-                pb::RecordPaymentRequest {
-                    contract_id: contract_id.into(),
-                    kind: pb::PaymentKind::HourlyInvoice as i32,
-                    amount: Some(usd(amount_minor)),
-                    paid_time: Some(ts(self.now())),
-                    memo: String::new(),
-                    request_id: request_id.into(),
-                    billing_week_time: Some(ts(week_time)),
-                },
-            ))
+            .record_payment(as_service("billing", &["payments:write"], request))
             .await?;
         Ok(response.into_inner().payment.expect("payment in response"))
     }
@@ -414,16 +453,27 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
     shared::time::to_proto(t)
+}
+
+/// A payment of `amount_minor` US cents paid at `paid_at`, no billing week.
+fn payment(
+    contract_id: &str,
+    kind: pb::PaymentKind,
+    amount_minor: i64,
+    paid_at: DateTime<Utc>,
+    request_id: &str,
+) -> pb::RecordPaymentRequest {
+    pb::RecordPaymentRequest {
+        contract_id: contract_id.into(),
+        kind: kind as i32,
+        amount: Some(usd(amount_minor)),
+        paid_time: Some(ts(paid_at)),
+        memo: String::new(),
+        request_id: request_id.into(),
+        billing_week_time: None,
+    }
 }
 
 pub fn usd(amount_minor: i64) -> pb::Money {
@@ -472,8 +522,7 @@ pub struct FeedbackApp {
     pub metrics_addr: SocketAddr,
     pub database_url: String,
     pub feedback: FeedbackServiceClient<Channel>,
-    stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
+    server: InProcess,
 }
 
 /// Clients in the early-feedback test in every test stack.
@@ -499,29 +548,18 @@ impl FeedbackApp {
         let app = feedback_service::Application::build(&config, Arc::new(clock))
             .await
             .expect("build feedback-service");
-        let addr = app.addr();
-        let metrics_addr = app.metrics_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
+        let (addr, metrics_addr) = (app.addr(), app.metrics_addr());
         Self {
             addr,
             metrics_addr,
             database_url,
             feedback: FeedbackServiceClient::new(channel(addr).await),
-            stop: Some(stop),
-            server: Some(server),
+            server: InProcess::spawn(|shutdown| app.run_until_stopped(shutdown)),
         }
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("join").expect("server ran cleanly");
-        }
+    pub async fn stop(self) {
+        self.server.stop().await.expect("server ran cleanly");
     }
 
     pub fn client(&self) -> FeedbackServiceClient<Channel> {
@@ -594,47 +632,27 @@ impl FeedbackApp {
             .expect("request"))
     }
 
+    /// `user` submits end-of-contract feedback.
+    pub async fn submit_end_feedback(
+        &self,
+        user: &str,
+        request: fpb::SubmitEndContractFeedbackRequest,
+    ) -> Result<fpb::SubmitEndContractFeedbackResponse, tonic::Status> {
+        Ok(self
+            .client()
+            .submit_end_contract_feedback(as_user(user, request))
+            .await?
+            .into_inner())
+    }
+
     /// The client rates the freelancer at the end (all 5 stars but quality 3).
     pub async fn client_end_feedback(
         &self,
         user: &str,
         contract_id: &str,
     ) -> Result<fpb::SubmitEndContractFeedbackResponse, tonic::Status> {
-        Ok(self
-            .client()
-            .submit_end_contract_feedback(as_user(user, client_end_feedback_request(contract_id)))
-            .await?
-            .into_inner())
-    }
-
-    /// The freelancer rates the client at the end (all 4 stars).
-    pub async fn freelancer_end_feedback(
-        &self,
-        user: &str,
-        contract_id: &str,
-    ) -> Result<fpb::SubmitEndContractFeedbackResponse, tonic::Status> {
-        Ok(self
-            .client()
-            .submit_end_contract_feedback(as_user(
-                user,
-                fpb::SubmitEndContractFeedbackRequest {
-                    contract_id: contract_id.into(),
-                    freelancer_scores: None,
-                    private_feedback: None,
-                    client_scores: Some(fpb::ClientScores {
-                        clarity_of_requirements: 4,
-                        communication: 4,
-                        cooperation: 4,
-                        availability: 4,
-                        reasonable_deadlines: 4,
-                        payment_promptness: 4,
-                    }),
-                    comment: "Clear requirements".into(),
-                    request_id: String::new(),
-                },
-            ))
-            .await?
-            .into_inner())
+        let request = client_end_feedback_request(contract_id);
+        self.submit_end_feedback(user, request).await
     }
 
     /// A party (or service) reads the end-of-contract feedback.
@@ -704,14 +722,6 @@ impl FeedbackApp {
     }
 }
 
-impl Drop for FeedbackApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// Both services on one test clock, each with its own fresh database.
 pub struct Stack {
     pub contracts: TestApp,
@@ -750,17 +760,7 @@ impl Stack {
         let now = self.contracts.now();
         let contract = self
             .contracts
-            .create_contract(pb::CreateContractRequest {
-                client_id: client.into(),
-                freelancer_id: freelancer.into(),
-                title: "Ongoing work".into(),
-                r#type: pb::ContractType::Hourly as i32,
-                currency_code: "USD".into(),
-                hourly_rate_minor: 6_000,
-                weekly_limit_minutes: 2_400,
-                start_time: Some(ts(now - age)),
-                ..Default::default()
-            })
+            .create_contract(hourly_terms(client, freelancer, "Ongoing work", now - age))
             .await
             .expect("create contract");
         if let Some(ago) = paid_ago {

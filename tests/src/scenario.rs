@@ -5,7 +5,9 @@ use chrono::Duration;
 use shared::proto::contract::v1 as pb;
 use shared::proto::feedback::v1 as fpb;
 
-use crate::{EARLY_CLIENT, FeedbackApp, Stack, as_service, as_user};
+use crate::{
+    EARLY_CLIENT, FeedbackApp, Stack, as_service, as_user, freelancer_end_feedback_request,
+};
 
 /// An hourly contract 60 days old, paid a day ago: open to mid-contract feedback.
 pub async fn paid_contract(s: &Stack, client: &str, freelancer: &str) -> pb::Contract {
@@ -60,8 +62,9 @@ pub async fn freelancer_review(
     freelancer: &str,
     c: &pb::Contract,
 ) -> fpb::SubmitEndContractFeedbackResponse {
+    let request = freelancer_end_feedback_request(&c.id);
     s.feedback
-        .freelancer_end_feedback(freelancer, &c.id)
+        .submit_end_feedback(freelancer, request)
         .await
         .expect("freelancer's end feedback")
 }
@@ -88,6 +91,18 @@ pub async fn mid_feedback(s: &Stack, client: &str, c: &pb::Contract) -> fpb::Mid
         .submit_mid(client, &c.id, None)
         .await
         .expect("mid-contract feedback")
+}
+
+/// The freelancer's request for mid-contract feedback on `c`, as stored.
+pub async fn feedback_request(
+    s: &Stack,
+    freelancer: &str,
+    c: &pb::Contract,
+) -> fpb::FeedbackRequest {
+    s.feedback
+        .request_feedback(freelancer, &c.id)
+        .await
+        .expect("feedback request")
 }
 
 /// A party's view of the contract's end-of-contract feedback.
@@ -167,16 +182,12 @@ pub async fn notifications_until_quiet(
     quiet: std::time::Duration,
 ) -> Vec<fpb::NotificationRequested> {
     use futures::StreamExt;
+    use shared::testing::Outbox;
     let mut stream = feedback
         .client()
-        .watch_events(as_service(
-            "notifications",
-            &["events:read"],
-            fpb::WatchEventsRequest { after_sequence: 0 },
-        ))
+        .watch_as("notifications", 0)
         .await
-        .expect("watch")
-        .into_inner();
+        .expect("watch");
     let mut seen = Vec::new();
     while let Ok(Some(next)) = tokio::time::timeout(quiet, stream.next()).await {
         if let Some(fpb::event::Payload::NotificationRequested(n)) =

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use shared::proto::contract::v1 as pb;
 use shared::proto::contract::v1::contract_service_client::ContractServiceClient;
-use shared::testing::{channel, start_service};
+use shared::testing::{channel, start_service, usd_contract};
 use tokio::process::Child;
 use tonic::transport::Channel;
 
@@ -35,15 +35,15 @@ pub fn fixed_price(
     request_id: String,
 ) -> pb::CreateContractRequest {
     pb::CreateContractRequest {
-        client_id,
-        freelancer_id,
-        title: title.into(),
-        r#type: pb::ContractType::FixedPrice as i32,
-        currency_code: "USD".into(),
         start_time: Some(shared::time::to_proto(
             chrono::Utc::now() - chrono::Duration::days(1),
         )),
         request_id,
-        ..Default::default()
+        ..usd_contract(
+            pb::ContractType::FixedPrice,
+            client_id,
+            freelancer_id,
+            title,
+        )
     }
 }

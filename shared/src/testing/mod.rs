@@ -6,10 +6,13 @@ mod outbox;
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tonic::Request;
 use tonic::transport::Channel;
 
@@ -94,6 +97,92 @@ pub async fn channel(addr: SocketAddr) -> Channel {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("nothing answers on {addr}");
+}
+
+/// `client` hires `freelancer` on `kind` terms in USD, under `title`; the
+/// rest (rates, start, request id) default for the caller to fill in.
+pub fn usd_contract(
+    kind: pb::ContractType,
+    client: impl Into<String>,
+    freelancer: impl Into<String>,
+    title: &str,
+) -> pb::CreateContractRequest {
+    pb::CreateContractRequest {
+        client_id: client.into(),
+        freelancer_id: freelancer.into(),
+        title: title.into(),
+        r#type: kind as i32,
+        currency_code: "USD".into(),
+        ..Default::default()
+    }
+}
+
+/// A service running in this process until [`InProcess::stop`] (or until
+/// dropped, which asks it to stop without waiting).
+pub struct InProcess {
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// What a service in this process is told to stop by.
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl InProcess {
+    /// Spawns `run(shutdown)`, typically `|s| app.run_until_stopped(s)`.
+    pub fn spawn<F>(run: impl FnOnce(Shutdown) -> F) -> Self
+    where
+        F: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(run(Box::pin(async {
+            let _ = stopped.await;
+        })));
+        Self {
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    /// Stops the service (draining in-flight calls) and returns how it ended.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.signal();
+        match self.server.take() {
+            Some(server) => server.await.expect("join"),
+            None => Ok(()),
+        }
+    }
+
+    fn signal(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.signal();
+    }
+}
+
+/// The payments on a contract (the first page), read with the token
+/// `authorize` puts on the request (`|r| as_user("free-1", r)`).
+pub async fn payments_of(
+    client: &ContractServiceClient<Channel>,
+    contract_id: &str,
+    authorize: impl FnOnce(pb::ListPaymentsRequest) -> Request<pb::ListPaymentsRequest>,
+) -> Vec<pb::Payment> {
+    let request = pb::ListPaymentsRequest {
+        contract_id: contract_id.into(),
+        ..Default::default()
+    };
+    client
+        .clone()
+        .list_payments(authorize(request))
+        .await
+        .expect("payments")
+        .into_inner()
+        .payments
 }
 
 /// Registers a contract as the hiring service (`contracts:write`).

@@ -32,9 +32,11 @@ pub trait Watched: Send + 'static {
 /// A client of a service with an outbox.
 pub trait Outbox: Clone + Send {
     type Watched: Watched;
-    /// WatchEvents from `after_sequence`, as an auditing service (`events:read`).
-    fn watch_after(
+    /// WatchEvents from `after_sequence`, as the service `consumer`
+    /// (`events:read`).
+    fn watch_as(
         self,
+        consumer: &str,
         after_sequence: i64,
     ) -> impl Future<Output = Result<Streaming<Self::Watched>, tonic::Status>> + Send;
 }
@@ -60,13 +62,14 @@ macro_rules! outbox_of {
 
         impl Outbox for $client<Channel> {
             type Watched = $pb::WatchEventsResponse;
-            async fn watch_after(
+            async fn watch_as(
                 mut self,
+                consumer: &str,
                 after_sequence: i64,
             ) -> Result<Streaming<Self::Watched>, tonic::Status> {
                 let request = $pb::WatchEventsRequest { after_sequence };
                 let response = self
-                    .watch_events(as_service("audit", &["events:read"], request))
+                    .watch_events(as_service(consumer, &["events:read"], request))
                     .await?;
                 Ok(response.into_inner())
             }
@@ -77,10 +80,10 @@ macro_rules! outbox_of {
 outbox_of!(cpb, ContractServiceClient);
 outbox_of!(fpb, FeedbackServiceClient);
 
-/// Opens the outbox behind `client` from its first event.
+/// Opens the outbox behind `client` from its first event, as an auditing service.
 pub async fn watch_outbox<C: Outbox>(client: &C) -> EventStream<C::Watched> {
     EventStream {
-        stream: client.clone().watch_after(0).await.expect("watch"),
+        stream: client.clone().watch_as("audit", 0).await.expect("watch"),
     }
 }
 

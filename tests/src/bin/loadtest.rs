@@ -391,44 +391,99 @@ async fn create_contract(
         .into_inner()
         .contract
         .context("contract")?;
-    c.record_payment(with_token(
-        &tokens.billing,
-        pb::RecordPaymentRequest {
-            contract_id: created.id.clone(),
-            kind: pb::PaymentKind::HourlyInvoice as i32,
-            amount: Some(pb::Money {
-                currency_code: "USD".into(),
-                amount_minor: 10_000,
-            }),
-            paid_time: Some(shared::time::to_proto(
-                bench_now() - chrono::Duration::days(2),
-            )),
-            memo: String::new(),
-            request_id: format!("load-pay-{}", created.id),
-            // The invoice pays the week it was paid in.
-            billing_week_time: Some(shared::time::to_proto(
-                bench_now() - chrono::Duration::days(2),
-            )),
-        },
-    ))
-    .await?;
+    let paid = bench_now() - chrono::Duration::days(2);
+    let request_id = format!("load-pay-{}", created.id);
+    let pay = invoice(created.id.clone(), 10_000, paid, request_id);
+    c.record_payment(with_token(&tokens.billing, pay)).await?;
     let client_token = Tokens::user(&client);
     if ended {
-        c.end_contract(with_token(
-            &client_token,
-            pb::EndContractRequest {
-                contract_id: created.id.clone(),
-                reason: String::new(),
-                request_id: String::new(),
-            },
-        ))
-        .await?;
+        let end = end_request(created.id.clone());
+        c.end_contract(with_token(&client_token, end)).await?;
     }
     Ok(Fixture {
         contract: created.id,
         client_token,
         freelancer_token: Tokens::user(&freelancer),
     })
+}
+
+/// An hourly invoice of `amount_minor` US cents paid at `paid`, for the week
+/// it was paid in.
+fn invoice(
+    contract_id: String,
+    amount_minor: i64,
+    paid: chrono::DateTime<chrono::Utc>,
+    request_id: String,
+) -> pb::RecordPaymentRequest {
+    let paid = Some(shared::time::to_proto(paid));
+    pb::RecordPaymentRequest {
+        contract_id,
+        kind: pb::PaymentKind::HourlyInvoice as i32,
+        amount: Some(pb::Money {
+            currency_code: "USD".into(),
+            amount_minor,
+        }),
+        paid_time: paid,
+        memo: String::new(),
+        request_id,
+        billing_week_time: paid,
+    }
+}
+
+/// A party ends the contract (no reason, no request id).
+fn end_request(contract_id: String) -> pb::EndContractRequest {
+    pb::EndContractRequest {
+        contract_id,
+        reason: String::new(),
+        request_id: String::new(),
+    }
+}
+
+/// The `rpc` of [`Bench::drive_rpc`] that calls the client's `$method` and
+/// says whether it succeeded.
+macro_rules! succeeds {
+    ($method:ident) => {
+        |mut client, request| async move { client.$method(request).await.is_ok() }
+    };
+}
+
+/// A [`Bench::drive_rpc`] request maker: call `i` sends `build(i)` with
+/// a service's `token`.
+fn by_service<M>(
+    token: &str,
+    build: impl Fn(usize) -> M + Send + Sync + 'static,
+) -> impl Fn(usize, usize) -> Option<tonic::Request<M>> + Send + Sync + 'static {
+    let token = token.to_owned();
+    move |_, i| Some(with_token(&token, build(i)))
+}
+
+/// A [`Bench::drive_rpc`] request maker: call `i` goes to the fixtures in
+/// turn, sending `build(contract id)` as the contract's client.
+fn by_clients<M>(
+    fixtures: Arc<Vec<Fixture>>,
+    build: impl Fn(String) -> M + Send + Sync + 'static,
+) -> impl Fn(usize, usize) -> Option<tonic::Request<M>> + Send + Sync + 'static {
+    move |_, i| {
+        let fixture = &fixtures[i % fixtures.len()];
+        Some(with_token(
+            &fixture.client_token,
+            build(fixture.contract.clone()),
+        ))
+    }
+}
+
+/// Like [`by_clients`], each fixture once: no more work once they ran out.
+fn once_by_clients<M>(
+    fixtures: Arc<Vec<Fixture>>,
+    build: impl Fn(String) -> M + Send + Sync + 'static,
+) -> impl Fn(usize, usize) -> Option<tonic::Request<M>> + Send + Sync + 'static {
+    move |_, i| {
+        let fixture = fixtures.get(i)?;
+        Some(with_token(
+            &fixture.client_token,
+            build(fixture.contract.clone()),
+        ))
+    }
 }
 
 /// How long a scenario warms up, then is measured.
@@ -628,59 +683,36 @@ impl Bench {
         let cpu_before = [cpu_secs(&self.contract), cpu_secs(&self.feedback)];
         let (histogram, ok, errors, elapsed, warm_calls) = match scenario {
             "bare-echo" => {
-                let ping = move |_, _| Some(tonic::Request::new(ping()));
-                self.drive_rpc(
-                    bare,
-                    ping,
-                    |mut e, r| async move { e.echo(r).await.is_ok() },
-                )
-                .await
+                let ping = |_, _| Some(tonic::Request::new(ping()));
+                self.drive_rpc(bare, ping, succeeds!(echo)).await
             }
             "echo" => {
-                let ping = move |_, _| Some(with_token(&t.reader, ping()));
-                self.drive_rpc(e, ping, |mut e, r| async move { e.echo(r).await.is_ok() })
-                    .await
+                let ping = by_service(&t.reader, |_| ping());
+                self.drive_rpc(e, ping, succeeds!(echo)).await
             }
             "get-contract" => {
-                let get = move |_, i: usize| {
-                    let contract_id = act[i % act.len()].contract.clone();
-                    Some(with_token(
-                        &t.reader,
-                        pb::GetContractRequest { contract_id },
-                    ))
-                };
-                self.drive_rpc(
-                    c,
-                    get,
-                    |mut c, r| async move { c.get_contract(r).await.is_ok() },
-                )
-                .await
+                let get = by_service(&t.reader, move |i| pb::GetContractRequest {
+                    contract_id: act[i % act.len()].contract.clone(),
+                });
+                self.drive_rpc(c, get, succeeds!(get_contract)).await
             }
             "check-eligibility" => {
-                let check = move |_, i: usize| {
-                    let fixture = &act[i % act.len()];
-                    let contract_id = fixture.contract.clone();
-                    let request = fpb::CheckMidContractEligibilityRequest { contract_id };
-                    Some(with_token(&fixture.client_token, request))
-                };
-                self.drive_rpc(f, check, |mut f, r| async move {
-                    f.check_mid_contract_eligibility(r).await.is_ok()
-                })
-                .await
+                let check = by_clients(act, |contract_id| {
+                    fpb::CheckMidContractEligibilityRequest { contract_id }
+                });
+                self.drive_rpc(f, check, succeeds!(check_mid_contract_eligibility))
+                    .await
             }
             "batch-check-100" => {
                 batch = 100.0;
-                let check = move |_, i: usize| {
+                let check = by_service(&t.reader, move |i| {
                     let contract_ids: Vec<String> = (0..100)
                         .map(|k| act[(i * 7 + k) % act.len()].contract.clone())
                         .collect();
-                    let request = fpb::BatchCheckMidContractEligibilityRequest { contract_ids };
-                    Some(with_token(&t.reader, request))
-                };
-                self.drive_rpc(f, check, |mut f, r| async move {
-                    f.batch_check_mid_contract_eligibility(r).await.is_ok()
-                })
-                .await
+                    fpb::BatchCheckMidContractEligibilityRequest { contract_ids }
+                });
+                self.drive_rpc(f, check, succeeds!(batch_check_mid_contract_eligibility))
+                    .await
             }
             "log-time" => {
                 // Each worker logs consecutive segments on its own contracts.
@@ -701,111 +733,57 @@ impl Bench {
                     };
                     Some(with_token(&fixture.freelancer_token, request))
                 };
-                self.drive_rpc(
-                    c,
-                    log,
-                    |mut c, r| async move { c.log_time(r).await.is_ok() },
-                )
-                .await
+                self.drive_rpc(c, log, succeeds!(log_time)).await
             }
             "end-contract" => {
                 let fresh = self.single_use(6_000, "x").await?;
-                let end = move |_, i: usize| {
-                    let fixture = fresh.get(i)?;
-                    let request = pb::EndContractRequest {
-                        contract_id: fixture.contract.clone(),
-                        reason: String::new(),
-                        request_id: String::new(),
-                    };
-                    Some(with_token(&fixture.client_token, request))
-                };
-                self.drive_rpc(
-                    c,
-                    end,
-                    |mut c, r| async move { c.end_contract(r).await.is_ok() },
-                )
-                .await
+                let end = once_by_clients(fresh, end_request);
+                self.drive_rpc(c, end, succeeds!(end_contract)).await
             }
             "submit-mid-feedback" => {
                 let fresh = self.single_use(3_000, "m").await?;
-                let submit = move |_, i: usize| {
-                    let fixture = fresh.get(i)?;
-                    let request = fpb::SubmitMidContractFeedbackRequest {
-                        contract_id: fixture.contract.clone(),
+                let submit =
+                    once_by_clients(fresh, |contract_id| fpb::SubmitMidContractFeedbackRequest {
+                        contract_id,
                         rating: 5,
                         comment: "great progress".into(),
                         bonus: None,
                         request_id: String::new(),
-                    };
-                    Some(with_token(&fixture.client_token, request))
-                };
-                self.drive_rpc(f, submit, |mut f, r| async move {
-                    f.submit_mid_contract_feedback(r).await.is_ok()
-                })
-                .await
+                    });
+                self.drive_rpc(f, submit, succeeds!(submit_mid_contract_feedback))
+                    .await
             }
             "record-payment" => {
-                let pay = move |_, i: usize| {
-                    let paid = Some(shared::time::to_proto(
-                        bench_now() - chrono::Duration::hours(1),
-                    ));
-                    let request = pb::RecordPaymentRequest {
-                        contract_id: act[i % act.len()].contract.clone(),
-                        kind: pb::PaymentKind::HourlyInvoice as i32,
-                        amount: Some(pb::Money {
-                            currency_code: "USD".into(),
-                            amount_minor: 100,
-                        }),
-                        paid_time: paid,
-                        memo: String::new(),
-                        request_id: format!("load-invoice-{i}"),
-                        billing_week_time: paid,
-                    };
-                    Some(with_token(&t.billing, request))
-                };
-                self.drive_rpc(c, pay, |mut c, r| async move {
-                    c.record_payment(r).await.is_ok()
-                })
-                .await
+                let pay = by_service(&t.billing, move |i| {
+                    let contract_id = act[i % act.len()].contract.clone();
+                    let paid = bench_now() - chrono::Duration::hours(1);
+                    invoice(contract_id, 100, paid, format!("load-invoice-{i}"))
+                });
+                self.drive_rpc(c, pay, succeeds!(record_payment)).await
             }
             "submit-end-feedback" => {
                 // Ended contracts, each reviewed once by its client.
                 let fresh = self.single_use_ended(3_000, "q").await?;
-                let submit = move |_, i: usize| {
-                    let fixture = fresh.get(i)?;
-                    let request = e2e::client_end_feedback_request(&fixture.contract);
-                    Some(with_token(&fixture.client_token, request))
-                };
-                self.drive_rpc(f, submit, |mut f, r| async move {
-                    f.submit_end_contract_feedback(r).await.is_ok()
-                })
-                .await
+                let submit = once_by_clients(fresh, |contract_id| {
+                    e2e::client_end_feedback_request(&contract_id)
+                });
+                self.drive_rpc(f, submit, succeeds!(submit_end_contract_feedback))
+                    .await
             }
             "get-end-feedback" => {
-                let get = move |_, i: usize| {
-                    let fixture = &end[i % end.len()];
-                    let contract_id = fixture.contract.clone();
-                    let request = fpb::GetEndContractFeedbackRequest { contract_id };
-                    Some(with_token(&fixture.client_token, request))
-                };
-                self.drive_rpc(f, get, |mut f, r| async move {
-                    f.get_end_contract_feedback(r).await.is_ok()
-                })
-                .await
+                let get = by_clients(end, |contract_id| fpb::GetEndContractFeedbackRequest {
+                    contract_id,
+                });
+                self.drive_rpc(f, get, succeeds!(get_end_contract_feedback))
+                    .await
             }
             "list-work-history" => {
-                let list = move |_, i: usize| {
-                    let request = fpb::ListWorkHistoryRequest {
-                        freelancer_id: format!("e-free-{}", i % HISTORY_FREELANCERS),
-                        page_size: 20,
-                        page_token: String::new(),
-                    };
-                    Some(with_token(&t.reader, request))
-                };
-                self.drive_rpc(f, list, |mut f, r| async move {
-                    f.list_work_history(r).await.is_ok()
-                })
-                .await
+                let list = by_service(&t.reader, |i| fpb::ListWorkHistoryRequest {
+                    freelancer_id: format!("e-free-{}", i % HISTORY_FREELANCERS),
+                    page_size: 20,
+                    page_token: String::new(),
+                });
+                self.drive_rpc(f, list, succeeds!(list_work_history)).await
             }
             _ => return Ok(None),
         };
@@ -1061,22 +1039,16 @@ async fn flat_cost(
     bare_echoes: &EchoServiceClient<Channel>,
     scenarios: &[&str],
 ) -> anyhow::Result<(u64, Vec<FlatCost>)> {
-    let empty = Bench::start(
-        args,
-        bin_dir,
-        echoes.clone(),
-        bare_echoes.clone(),
-        FLAT_PACE,
-    )
-    .await?;
-    let seeded = Bench::start(
-        args,
-        bin_dir,
-        echoes.clone(),
-        bare_echoes.clone(),
-        FLAT_PACE,
-    )
-    .await?;
+    let start = || {
+        Bench::start(
+            args,
+            bin_dir,
+            echoes.clone(),
+            bare_echoes.clone(),
+            FLAT_PACE,
+        )
+    };
+    let (empty, seeded) = (start().await?, start().await?);
     eprintln!("loadtest: seeding");
     let rows = seed_databases(args.backend, &seeded.contract_db, &seeded.feedback_db).await?;
     let mut results = Vec::new();
