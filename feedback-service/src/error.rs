@@ -1,4 +1,5 @@
-//! The feedback service's one error type, and its one mapping to gRPC status.
+//! The feedback service's one error type, and its one mapping to gRPC status:
+//! domain rule failures, store errors and contract-service answers alike.
 
 use std::collections::HashMap;
 

@@ -1,4 +1,5 @@
-//! Code generated from `proto/` and the descriptor set served by reflection.
+//! Code generated from `proto/` and the descriptor set served by reflection;
+//! one module per versioned package, nothing written by hand.
 
 /// `marketplace.contract.v1`: the contract service's wire contract.
 pub mod contract {

@@ -1,4 +1,5 @@
-//! SQL of work history and job-success inputs.
+//! SQL of work history and job-success inputs: keyset pages of a user's
+//! feedback and the counts the Job Success Score is computed from.
 
 use shared::db::rows::{Fetch, column};
 use sqlx::{Any, Executor};

@@ -1,4 +1,5 @@
-//! SQL of moderation: hidden items and the audit trail.
+//! SQL of moderation: hidden items and the audit trail, written in the
+//! same transaction as the decision that caused them.
 
 use std::collections::HashSet;
 

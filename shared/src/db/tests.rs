@@ -1,4 +1,5 @@
-//! The pool's tests: URLs, SQLite durability and build options, placeholders.
+//! The pool's tests: URLs, SQLite durability and build options, placeholders,
+//! run against in-memory and file databases.
 
 use super::*;
 
