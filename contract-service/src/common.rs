@@ -30,13 +30,21 @@ where
 {
     match get_contract(executor, id).await? {
         Some(c) => Ok(c),
-        None if caller.user_id().is_some() => Err(Error::NotAParty {
+        None => Err(absent_contract(id, caller)),
+    }
+}
+
+/// The error for a contract that does not exist: to a user, as to a
+/// non-party (so ids cannot be probed); to a service, not found.
+pub(crate) fn absent_contract(id: &str, caller: &Caller) -> Error {
+    match caller.user_id() {
+        Some(_) => Error::NotAParty {
             contract_id: id.to_owned(),
-        }),
-        None => Err(Error::NotFound {
+        },
+        None => Error::NotFound {
             what: "contract",
             id: id.to_owned(),
-        }),
+        },
     }
 }
 

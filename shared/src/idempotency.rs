@@ -19,10 +19,10 @@ use crate::db::{Db, Tx};
 /// A request's idempotency key and the fingerprint of its parameters.
 #[derive(Debug, Clone)]
 pub struct IdempotencyKey {
-    caller: String,
-    method: &'static str,
-    request_id: String,
-    fingerprint: String,
+    pub(crate) caller: String,
+    pub(crate) method: &'static str,
+    pub(crate) request_id: String,
+    pub(crate) fingerprint: String,
 }
 
 /// What identifies a key (its fingerprint aside).
@@ -71,6 +71,21 @@ pub enum IdempotencyError {
 pub struct Stored {
     pub fingerprint: String,
     pub response: Vec<u8>,
+}
+
+impl Stored {
+    /// What a retry under `key` answers: the first response, or a mismatch
+    /// if its parameters differ from the first call's.
+    pub fn replay<R: Message + Default, E: From<IdempotencyError>>(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<R, E> {
+        if key.fingerprint != self.fingerprint {
+            return Err(E::from(IdempotencyError::Mismatch));
+        }
+        R::decode(self.response.as_slice())
+            .map_err(|e| E::from(IdempotencyError::Database(sqlx::Error::Decode(Box::new(e)))))
+    }
 }
 
 /// The stored responses of these keys, by key (keys never seen are absent).

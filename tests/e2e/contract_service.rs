@@ -470,6 +470,59 @@ async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend)
     assert!(!week.review_window_open);
 }
 
+/// Billable minutes depend on the time logged before an entry in its week,
+/// so a LogTime that waited for another on the same diary must count that
+/// one's entry. Twelve callers log ten minutes each at once, at distinct
+/// starts, against a 60-minute limit: in the order the diary took them (the
+/// order of their TimeLogged events), each answer and event bills what the
+/// limit leaves after the entries before it in both that order and the week.
+async fn time_logged_at_once_is_billed_against_what_was_logged_before(backend: TestBackend) {
+    let app = TestApp::spawn(&backend).await;
+    let c = app
+        .create_contract(pb::CreateContractRequest {
+            hourly_rate_minor: 6_000,
+            weekly_limit_minutes: 60,
+            start_time: Some(ts(at("2026-11-01T00:00:00Z"))),
+            ..terms("Capped", pb::ContractType::Hourly)
+        })
+        .await
+        .expect("contract");
+    let app = Arc::new(app);
+    let writers = 12;
+    let tasks = all_at_once(&app, &c.id, writers, |app, id, i| async move {
+        // Starts 08:00, 08:10, … in an order that differs from the callers'.
+        let slot = (i * 5) % writers;
+        let start = at("2026-11-17T08:00:00Z") + Duration::minutes(10 * slot as i64);
+        app.log_time("free-1", &id, start, 10).await
+    });
+    let answers = successes(tasks, "none").await;
+    assert_eq!(answers.len(), writers);
+    let logged: Vec<pb::TimeEntry> = app
+        .events(1 + writers)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            Some(pb::event::Payload::TimeLogged(t)) => t.time_entry,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logged.len(), writers);
+    let start = |e: &pb::TimeEntry| e.start_time.as_ref().map(|t| t.seconds);
+    for (n, entry) in logged.iter().enumerate() {
+        let before: i32 = logged[..n]
+            .iter()
+            .filter(|e| start(e) < start(entry))
+            .map(|e| e.minutes)
+            .sum();
+        let expected = (60 - before).clamp(0, entry.minutes);
+        assert_eq!(entry.billable_minutes, expected, "event {n}: {entry:?}");
+        let answer = answers.iter().find(|a| a.id == entry.id).expect("answered");
+        assert_eq!(answer.billable_minutes, expected, "answer {n}: {answer:?}");
+    }
+    let diary = app.work_diary("free-1", &c.id, None).await.expect("diary");
+    assert_eq!((diary.logged_minutes, diary.billable_minutes), (120, 60));
+}
+
 async fn time_entries_are_deleted_only_in_the_current_week(backend: TestBackend) {
     let (app, c) = app_with_contract(&backend).await;
     let keep = log(&app, &c, "2026-11-17T08:00:00Z", 10).await;
@@ -1098,6 +1151,7 @@ backend_tests!(
     overlapping_time_is_refused_in_every_shape,
     overlapping_time_sent_at_once_is_accepted_once,
     time_over_the_weekly_limit_is_kept_but_not_billed,
+    time_logged_at_once_is_billed_against_what_was_logged_before,
     time_entries_are_deleted_only_in_the_current_week,
     refunds_are_allowed_for_180_days_up_to_what_was_paid,
     concurrent_refunds_never_exceed_the_payment,

@@ -6,7 +6,7 @@ pub mod store;
 
 use chrono::{DateTime, Utc};
 
-use crate::common::{MAX_NOTE_CHARS, WEEK_MINUTES, find_contract, minutes_i32};
+use crate::common::{MAX_NOTE_CHARS, WEEK_MINUTES, absent_contract, find_contract, minutes_i32};
 use crate::contracts::rules::Contract;
 use crate::domain::{BillingWeek, Role};
 use crate::error::Error;
@@ -17,7 +17,9 @@ use shared::ids;
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, Violations};
-use shared::writer::Call;
+use shared::db::Backend;
+use shared::outbox::NewEvent;
+use shared::writer::{Call, single};
 
 /// Takes the diary's write lock (re-checked under it: EndContract may have
 /// committed since any earlier read) and returns the contract, for its
@@ -88,6 +90,55 @@ pub(crate) struct WeekOfDiary {
     pub(crate) billable: Vec<i64>,
 }
 
+/// LogTime's rules on the diary as read (under its lock, or as of one
+/// snapshot): the entry to add and the answer, whose billable minutes
+/// depend on the minutes logged before it in its week.
+fn decide_log_time(
+    caller: &Caller,
+    contract: &Contract,
+    entry: NewTimeEntry,
+    minutes_before: i64,
+    now: DateTime<Utc>,
+) -> Result<(TimeEntry, pb::LogTimeResponse), Error> {
+    contract.authorize_roles(caller, &[Role::Freelancer])?;
+    rules::check_log_time(contract, &entry, now)?;
+    let saved = TimeEntry {
+        id: ids::new_id("te"),
+        contract_id: contract.id.clone(),
+        start: entry.start,
+        end: entry.end(),
+        manual: entry.manual,
+        memo: entry.memo,
+        create_time: now,
+    };
+    let own = rules::billable_after(
+        minutes_before,
+        saved.minutes(),
+        i64::from(contract.weekly_limit_minutes),
+    );
+    let response = pb::LogTimeResponse {
+        time_entry: Some(entry_pb(&saved, own)),
+    };
+    Ok((saved, response))
+}
+
+/// The TimeLogged event of a LogTime's answer.
+fn time_logged(response: &pb::LogTimeResponse, now: DateTime<Utc>) -> NewEvent {
+    let contract_id = response
+        .time_entry
+        .as_ref()
+        .map(|e| e.contract_id.as_str())
+        .unwrap_or_default();
+    NewEvent::of(
+        contract_id,
+        now,
+        "TimeLogged",
+        pb::event::Payload::TimeLogged(pb::TimeLogged {
+            time_entry: response.time_entry.clone(),
+        }),
+    )
+}
+
 impl ContractApi {
     pub(crate) async fn log_time(
         &self,
@@ -125,11 +176,17 @@ impl ContractApi {
             memo,
         };
         let now = self.now();
+        if self.db.backend() == Backend::Postgres {
+            for _ in 0..single::ATTEMPTS {
+                if let Some(answer) = self.log_time_guarded(&caller, &call, &id, &entry, now).await {
+                    return answer;
+                }
+            }
+            // The diary is busy with other writers: wait for its lock instead.
+        }
         self.mutations
             .run(call, move |unit| {
                 Box::pin(async move {
-                    // Billable minutes of the new entry depend on the time
-                    // logged before it in its week, read with the lock.
                     let week = BillingWeek::containing(entry.start);
                     let Some((contract, before)) =
                         store::lock_diary_with_minutes(unit.tx(), &id, week.start, entry.start)
@@ -137,40 +194,66 @@ impl ContractApi {
                     else {
                         return Err(diary_not_writable(unit.tx(), &id, &caller).await);
                     };
-                    contract.authorize_roles(&caller, &[Role::Freelancer])?;
-                    rules::check_log_time(&contract, &entry, now)?;
-                    let saved = TimeEntry {
-                        id: ids::new_id("te"),
-                        contract_id: id.clone(),
-                        start: entry.start,
-                        end: entry.end(),
-                        manual: entry.manual,
-                        memo: entry.memo,
-                        create_time: now,
-                    };
+                    let (saved, response) = decide_log_time(&caller, &contract, entry, before, now)?;
                     if !store::insert_time_entry_unless_overlapping(unit.tx(), &saved).await? {
                         return Err(Error::TimeOverlap);
                     }
-                    let own = rules::billable_after(
-                        before,
-                        saved.minutes(),
-                        i64::from(contract.weekly_limit_minutes),
-                    );
-                    let response = pb::LogTimeResponse {
-                        time_entry: Some(entry_pb(&saved, own)),
-                    };
-                    unit.event(
-                        &id,
-                        now,
-                        "TimeLogged",
-                        pb::event::Payload::TimeLogged(pb::TimeLogged {
-                            time_entry: response.time_entry.clone(),
-                        }),
-                    );
+                    unit.emit(time_logged(&response, now));
                     Ok(response)
                 })
             })
             .await
+    }
+
+    /// One try of LogTime's one-statement path (PostgreSQL): read the diary
+    /// as of one snapshot, decide, and write under the version read. `None`:
+    /// another writer changed the diary in between; try again.
+    async fn log_time_guarded(
+        &self,
+        caller: &Caller,
+        call: &Call,
+        id: &str,
+        entry: &NewTimeEntry,
+        now: DateTime<Utc>,
+    ) -> Option<Result<pb::LogTimeResponse, Error>> {
+        let week = BillingWeek::containing(entry.start);
+        let probe = TimeEntry {
+            id: String::new(),
+            contract_id: id.to_owned(),
+            start: entry.start,
+            end: entry.end(),
+            manual: entry.manual,
+            memo: String::new(),
+            create_time: now,
+        };
+        let read = match store::read_for_log_time(&self.db, id, week.start, &probe, call).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return Some(Err(absent_contract(id, caller))),
+            Err(err) => return Some(Err(err)),
+        };
+        if let Some(replayed) = read.replay {
+            return Some(replayed);
+        }
+        let decided = decide_log_time(caller, &read.contract, entry.clone(), read.minutes_before, now)
+            .and_then(|decided| match read.overlaps {
+                true => Err(Error::TimeOverlap),
+                false => Ok(decided),
+            });
+        let (saved, response) = match decided {
+            Ok(decided) => decided,
+            Err(err) => return Some(Err(err)),
+        };
+        let event = time_logged(&response, now);
+        match store::log_time_guarded(&self.db, read.version, &saved, &event, call, &response).await
+        {
+            Ok(true) => {
+                self.relay.poke();
+                Some(Ok(response))
+            }
+            Ok(false) => None,
+            Err(err) if single::is_key_taken(&err) => None,
+            Err(err) => Some(Err(err.into())),
+        }
     }
 
     pub(crate) async fn delete_time_entry(

@@ -8,7 +8,9 @@ use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
 use crate::store::{flag, time};
-use shared::db::{Backend, Tx};
+use shared::db::{Backend, Db, Tx};
+use shared::outbox::NewEvent;
+use shared::writer::{Call, single};
 use shared::time::to_micros;
 
 use super::rules::TimeEntry;
@@ -20,22 +22,24 @@ use crate::contracts::store::{CONTRACT_COLUMNS, contract_from_row};
 /// or locked). Diary writes of one contract are serialised by it, and it
 /// waits for (and then sees) a concurrent EndContract. One statement: the
 /// lock and the read are one round trip.
-///
-/// (`contracts.diary_version`, which an earlier version bumped to take this
-/// lock, is no longer read or written; a later migration drops it once no
-/// running version writes it.)
 pub async fn lock_diary_for_write(
     tx: &mut Tx,
     contract_id: &str,
 ) -> Result<Option<Contract>, Error> {
-    // PostgreSQL: a row lock that conflicts with EndContract's UPDATE and
-    // with other diary writers, and (unlike an UPDATE) writes no new row
-    // version; after waiting for a concurrent EndContract, the WHERE clause
-    // is re-checked against the committed row. `NO KEY` leaves inserts that
-    // reference the contract (payments, disputes) unblocked. SQLite: write
+    // PostgreSQL: an UPDATE of the diary's version, which conflicts with
+    // EndContract's UPDATE and with other diary writers; after waiting for
+    // one, the WHERE clause is re-checked against the committed row. The new
+    // version is what LogTime's one-statement path ([`log_time_guarded`])
+    // checks it read the diary at. (Only key columns are left alone, so
+    // inserts that reference the contract are not blocked.) SQLite: write
     // transactions already run one at a time (`BEGIN IMMEDIATE`).
-    static POSTGRES: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{} FOR NO KEY UPDATE", SQLITE.as_str()));
+    static POSTGRES: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE contracts SET diary_version = diary_version + 1 \
+             WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL \
+             RETURNING {CONTRACT_COLUMNS}"
+        )
+    });
     static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "SELECT {CONTRACT_COLUMNS} FROM contracts \
@@ -52,39 +56,154 @@ pub async fn lock_diary_for_write(
         .await?)
 }
 
+/// Minutes logged by the contract's entries starting in `[from, before)`.
+const LOGGED_MICROS: &str = "(SELECT CAST(COALESCE(SUM(end_at - start_at), 0) AS BIGINT) \
+     FROM time_entries WHERE contract_id = $1 AND start_at >= $2 AND start_at < $3) AS logged_micros";
+
 /// [`lock_diary_for_write`], also returning the minutes logged by entries
-/// starting in `[from, before)`: what LogTime needs, in one statement.
+/// starting in `[from, before)`: what LogTime's locking path needs.
+///
+/// SQLite: one statement. PostgreSQL: the lock, then the sum in a statement
+/// of its own, since a statement sees only what committed before it began,
+/// and a LogTime that waited for the lock must count the entry of the one
+/// it waited for.
 pub async fn lock_diary_with_minutes(
     tx: &mut Tx,
     contract_id: &str,
     from: DateTime<Utc>,
     before: DateTime<Utc>,
 ) -> Result<Option<(Contract, i64)>, Error> {
-    static POSTGRES: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{} FOR NO KEY UPDATE OF contracts", SQLITE.as_str()));
     static SQLITE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT {CONTRACT_COLUMNS}, \
-             (SELECT CAST(COALESCE(SUM(end_at - start_at), 0) AS BIGINT) FROM time_entries \
-              WHERE contract_id = $1 AND start_at >= $2 AND start_at < $3) AS logged_micros \
-             FROM contracts WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL"
+            "SELECT {CONTRACT_COLUMNS}, {LOGGED_MICROS} FROM contracts \
+             WHERE id = $1 AND state = 'ACTIVE' AND diary_locked_at IS NULL"
         )
     });
-    let sql = match Backend::of_connection(tx) {
-        Backend::Postgres => POSTGRES.as_str(),
-        Backend::Sqlite => SQLITE.as_str(),
+    static POSTGRES: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {LOGGED_MICROS}"));
+    let row = match Backend::of_connection(tx) {
+        Backend::Sqlite => {
+            let row = sqlx::query(AssertSqlSafe(SQLITE.as_str()))
+                .bind(contract_id)
+                .bind(to_micros(from))
+                .bind(to_micros(before))
+                .fetch_optional(&mut **tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            (contract_from_row(&row)?, row)
+        }
+        Backend::Postgres => {
+            let Some(contract) = lock_diary_for_write(tx, contract_id).await? else {
+                return Ok(None);
+            };
+            let row = sqlx::query(AssertSqlSafe(POSTGRES.as_str()))
+                .bind(contract_id)
+                .bind(to_micros(from))
+                .bind(to_micros(before))
+                .fetch_one(&mut **tx)
+                .await?;
+            (contract, row)
+        }
     };
-    let row = sqlx::query(AssertSqlSafe(sql))
+    let micros: i64 = row.1.try_get("logged_micros")?;
+    Ok(Some((row.0, micros / 60_000_000)))
+}
+
+/// What LogTime's one-statement path read of a diary (PostgreSQL), all as
+/// of one snapshot.
+pub struct DiaryAsRead<R> {
+    pub contract: Contract,
+    /// The diary's version, which every diary write bumps.
+    pub version: i64,
+    /// Minutes logged by entries starting in the week before the new one.
+    pub minutes_before: i64,
+    /// Whether the new entry would overlap an existing one.
+    pub overlaps: bool,
+    /// The answer to a retry whose key is stored.
+    pub replay: Option<Result<R, Error>>,
+}
+
+/// Reads, in one autocommit statement, everything LogTime's rules need for
+/// `entry` (the contract whatever its state, so a refusal can say why) and
+/// the call's stored key. `None`: no such contract.
+pub async fn read_for_log_time<R: prost::Message + Default>(
+    db: &Db,
+    contract_id: &str,
+    week_start: DateTime<Utc>,
+    entry: &TimeEntry,
+    call: &Call,
+) -> Result<Option<DiaryAsRead<R>>, Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {CONTRACT_COLUMNS}, diary_version, {LOGGED_MICROS}, \
+             EXISTS (SELECT 1 FROM (SELECT end_at FROM time_entries WHERE contract_id = $1 \
+              AND start_at < $4 ORDER BY start_at DESC LIMIT 1) AS previous \
+              WHERE previous.end_at > $3) AS overlaps, {} \
+             FROM contracts WHERE id = $1",
+            single::key_columns(5)
+        )
+    });
+    let query = sqlx::query(AssertSqlSafe(SQL.as_str()))
         .bind(contract_id)
-        .bind(to_micros(from))
-        .bind(to_micros(before))
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(row) = row else {
+        .bind(to_micros(week_start))
+        .bind(to_micros(entry.start))
+        .bind(to_micros(entry.end));
+    let Some(row) = single::bind_key(query, call)
+        .fetch_optional(db.writer())
+        .await?
+    else {
         return Ok(None);
     };
     let micros: i64 = row.try_get("logged_micros")?;
-    Ok(Some((contract_from_row(&row)?, micros / 60_000_000)))
+    Ok(Some(DiaryAsRead {
+        contract: contract_from_row(&row)?,
+        version: row.try_get("diary_version")?,
+        minutes_before: micros / 60_000_000,
+        overlaps: row.try_get("overlaps")?,
+        replay: single::replay(&row, call)?,
+    }))
+}
+
+/// Adds `entry`, its event and the call's key in one autocommit statement,
+/// if the diary is still unlocked and at `version` (bumping it). Returns
+/// whether it was written; `false`, or [`single::is_key_taken`]'s error,
+/// means read again.
+pub async fn log_time_guarded(
+    db: &Db,
+    version: i64,
+    entry: &TimeEntry,
+    event: &NewEvent,
+    call: &Call,
+    response: &impl prost::Message,
+) -> Result<bool, sqlx::Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH guard AS (UPDATE contracts SET diary_version = diary_version + 1 \
+             WHERE id = $1 AND diary_version = $2 AND state = 'ACTIVE' \
+             AND diary_locked_at IS NULL RETURNING id), \
+             entry AS (INSERT INTO time_entries \
+             (id, contract_id, start_at, end_at, manual, memo, created_at) \
+             SELECT $3, $1, $4, $5, $6, $7, $8 FROM guard), {} \
+             SELECT COUNT(*) AS written FROM guard",
+            single::commit_terms("guard", 9)
+        )
+    });
+    let query = sqlx::query(AssertSqlSafe(SQL.as_str()))
+        .bind(&entry.contract_id)
+        .bind(version)
+        .bind(&entry.id)
+        .bind(to_micros(entry.start))
+        .bind(to_micros(entry.end))
+        .bind(i64::from(entry.manual))
+        .bind(&entry.memo)
+        .bind(to_micros(entry.create_time));
+    let written: i64 = single::bind_commit(query, event, call, response)
+        .fetch_one(db.writer())
+        .await?
+        .try_get("written")?;
+    Ok(written == 1)
 }
 
 /// Adds a time entry unless it overlaps one of the contract's entries; one

@@ -29,6 +29,8 @@ use crate::outbox::{self, Relay};
 use crate::proto::{contract::v1 as contract, feedback::v1 as feedback};
 use crate::validate::{self, Violations};
 
+pub mod single;
+
 /// What names a mutation for idempotency: who calls, which RPC, the
 /// client's `request_id` and a fingerprint of the rest of the request. A
 /// call without a `request_id` is never replayed.
@@ -242,10 +244,8 @@ where
 
     fn replay(self: Box<Self>, stored: &Stored) -> Deliver {
         let result = match &self.key {
-            Some(key) if key.fingerprint() != stored.fingerprint => {
-                Err(E::from(IdempotencyError::Mismatch))
-            }
-            _ => R::decode(stored.response.as_slice())
+            Some(key) => stored.replay(key),
+            None => R::decode(stored.response.as_slice())
                 .map_err(|e| E::from(IdempotencyError::Database(sqlx::Error::Decode(Box::new(e))))),
         };
         let reply = self.reply;
