@@ -13,12 +13,12 @@ use crate::error::Error;
 use crate::grpc::ContractApi;
 use rules::{NewTimeEntry, TimeEntry};
 use shared::auth::Caller;
+use shared::db::Backend;
 use shared::ids;
+use shared::outbox::NewEvent;
 use shared::proto::contract::v1 as pb;
 use shared::time::{opt_to_proto, to_proto};
 use shared::validate::{self, Violations};
-use shared::db::Backend;
-use shared::outbox::NewEvent;
 use shared::writer::{Call, single};
 
 /// Takes the diary's write lock (re-checked under it: EndContract may have
@@ -178,7 +178,10 @@ impl ContractApi {
         let now = self.now();
         if self.db.backend() == Backend::Postgres {
             for _ in 0..single::ATTEMPTS {
-                if let Some(answer) = self.log_time_guarded(&caller, &call, &id, &entry, now).await {
+                if let Some(answer) = self
+                    .log_time_guarded(&caller, &call, &id, &entry, now)
+                    .await
+                {
                     return answer;
                 }
             }
@@ -194,7 +197,8 @@ impl ContractApi {
                     else {
                         return Err(diary_not_writable(unit.tx(), &id, &caller).await);
                     };
-                    let (saved, response) = decide_log_time(&caller, &contract, entry, before, now)?;
+                    let (saved, response) =
+                        decide_log_time(&caller, &contract, entry, before, now)?;
                     if !store::insert_time_entry_unless_overlapping(unit.tx(), &saved).await? {
                         return Err(Error::TimeOverlap);
                     }
@@ -234,11 +238,17 @@ impl ContractApi {
         if let Some(replayed) = read.replay {
             return Some(replayed);
         }
-        let decided = decide_log_time(caller, &read.contract, entry.clone(), read.minutes_before, now)
-            .and_then(|decided| match read.overlaps {
-                true => Err(Error::TimeOverlap),
-                false => Ok(decided),
-            });
+        let decided = decide_log_time(
+            caller,
+            &read.contract,
+            entry.clone(),
+            read.minutes_before,
+            now,
+        )
+        .and_then(|decided| match read.overlaps {
+            true => Err(Error::TimeOverlap),
+            false => Ok(decided),
+        });
         let (saved, response) = match decided {
             Ok(decided) => decided,
             Err(err) => return Some(Err(err)),

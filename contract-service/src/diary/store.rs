@@ -10,8 +10,8 @@ use crate::error::Error;
 use crate::store::{flag, time};
 use shared::db::{Backend, Db, Tx};
 use shared::outbox::NewEvent;
-use shared::writer::{Call, single};
 use shared::time::to_micros;
+use shared::writer::{Call, single};
 
 use super::rules::TimeEntry;
 use crate::contracts::rules::Contract;
