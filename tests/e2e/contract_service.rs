@@ -761,6 +761,34 @@ async fn payments_are_recorded_once_per_request_id(backend: TestBackend) {
     );
 }
 
+/// Twelve different payments recorded at once on one contract: every one is
+/// kept, with its event, and the contract's net paid is their sum.
+async fn payments_recorded_at_once_all_count(backend: TestBackend) {
+    let (app, c) = app_with_contract(&backend).await;
+    let app = Arc::new(app);
+    let paid_at = app.now() - Duration::hours(1);
+    let tasks = all_at_once(&app, &c.id, 12, move |app, id, i| async move {
+        let kind = pb::PaymentKind::HourlyInvoice;
+        let amount = 100 * (i as i64 + 1);
+        app.pay(&id, kind, amount, paid_at, &format!("invoice-{i}"))
+            .await
+    });
+    let paid = successes(tasks, "none").await;
+    assert_eq!(paid.len(), 12);
+    let contract = contract_as(&app, "client-1", &c).await;
+    assert_eq!(
+        contract.net_paid,
+        Some(usd((1..=12).map(|n| 100 * n).sum()))
+    );
+    let recorded = app
+        .events(1 + 12)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e.payload, Some(pb::event::Payload::PaymentRecorded(_))))
+        .count();
+    assert_eq!(recorded, 12);
+}
+
 async fn bonuses_are_accepted_until_365_days_after_the_end(backend: TestBackend) {
     let (app, c) = app_with_contract(&backend).await;
     let ended = app.end_contract("client-1", &c.id, "").await.expect("end");
@@ -1157,6 +1185,7 @@ backend_tests!(
     concurrent_refunds_never_exceed_the_payment,
     hours_are_disputed_only_inside_the_review_window,
     payments_are_recorded_once_per_request_id,
+    payments_recorded_at_once_all_count,
     bonuses_are_accepted_until_365_days_after_the_end,
     bad_input_names_the_field_and_writes_nothing,
     contracts_are_listed_by_party_with_paging,

@@ -5,20 +5,25 @@ pub mod rules;
 pub mod store;
 
 use crate::common::{
-    DEFAULT_PAGE_SIZE, MAX_NOTE_CHARS, MAX_PAGE_SIZE, find_contract, money, next_page_token,
-    page_after, parse_amount, require_request_id, require_scope,
+    DEFAULT_PAGE_SIZE, MAX_NOTE_CHARS, MAX_PAGE_SIZE, absent_contract, find_contract, money,
+    next_page_token, page_after, parse_amount, require_request_id, require_scope,
 };
 use crate::domain::{BillingWeek, Role};
 use crate::error::Error;
 use crate::grpc::ContractApi;
 use rules::{NewPayment, Payment, PaymentKind, Refund};
 use shared::auth::{Caller, scope};
+use shared::db::Backend;
 use shared::ids;
+use shared::outbox::NewEvent;
 use shared::proto::contract::v1 as pb;
 use shared::status::Common;
 use shared::time::to_proto;
 use shared::validate::{self, Violations};
-use shared::writer::Call;
+use shared::writer::{Call, single};
+
+use crate::contracts::rules::Contract;
+use chrono::{DateTime, Utc};
 
 use crate::contracts::store::get_contract;
 
@@ -50,6 +55,50 @@ pub(crate) fn refund_pb(r: &Refund) -> pb::Refund {
         create_time: Some(to_proto(r.create_time)),
         dispute_id: r.dispute_id.clone().unwrap_or_default(),
     }
+}
+
+/// RecordPayment's rules on the contract as read: the payment to record
+/// and the answer.
+fn decide_payment(
+    contract: &Contract,
+    payment: NewPayment,
+    now: DateTime<Utc>,
+    rules: &crate::domain::Rules,
+) -> Result<(Payment, pb::RecordPaymentResponse), Error> {
+    rules::check_payment(contract, &payment, now, rules)?;
+    let saved = Payment {
+        id: ids::new_id("pay"),
+        contract_id: contract.id.clone(),
+        kind: payment.kind,
+        currency: payment.currency,
+        amount_minor: payment.amount_minor,
+        refunded_minor: 0,
+        paid_at: payment.paid_at,
+        memo: payment.memo,
+        create_time: now,
+        billing_week: payment.billing_week,
+    };
+    let response = pb::RecordPaymentResponse {
+        payment: Some(payment_pb(&saved)),
+    };
+    Ok((saved, response))
+}
+
+/// The PaymentRecorded event of a RecordPayment's answer.
+fn payment_recorded(response: &pb::RecordPaymentResponse, now: DateTime<Utc>) -> NewEvent {
+    let contract_id = response
+        .payment
+        .as_ref()
+        .map(|p| p.contract_id.as_str())
+        .unwrap_or_default();
+    NewEvent::of(
+        contract_id,
+        now,
+        "PaymentRecorded",
+        pb::event::Payload::PaymentRecorded(pb::PaymentRecorded {
+            payment: response.payment.clone(),
+        }),
+    )
 }
 
 impl ContractApi {
@@ -108,40 +157,73 @@ impl ContractApi {
             billing_week,
         };
         let now = self.now();
+        if self.db.backend() == Backend::Postgres {
+            for _ in 0..single::ATTEMPTS {
+                if let Some(answer) = self
+                    .record_payment_guarded(&caller, &call, &id, &payment, now)
+                    .await
+                {
+                    return answer;
+                }
+            }
+            // The contract changed under every try: wait for its lock instead.
+        }
         let rules = self.rules.clone();
         self.mutations
             .run(call, move |unit| {
                 Box::pin(async move {
                     let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
-                    rules::check_payment(&contract, &payment, now, &rules)?;
-                    let saved = Payment {
-                        id: ids::new_id("pay"),
-                        contract_id: id.clone(),
-                        kind: payment.kind,
-                        currency: payment.currency,
-                        amount_minor: payment.amount_minor,
-                        refunded_minor: 0,
-                        paid_at: payment.paid_at,
-                        memo: payment.memo,
-                        create_time: now,
-                        billing_week: payment.billing_week,
-                    };
+                    let (saved, response) = decide_payment(&contract, payment, now, &rules)?;
                     store::insert_payment(unit.tx(), &saved).await?;
-                    let response = pb::RecordPaymentResponse {
-                        payment: Some(payment_pb(&saved)),
-                    };
-                    unit.event(
-                        &id,
-                        now,
-                        "PaymentRecorded",
-                        pb::event::Payload::PaymentRecorded(pb::PaymentRecorded {
-                            payment: response.payment.clone(),
-                        }),
-                    );
+                    unit.emit(payment_recorded(&response, now));
                     Ok(response)
                 })
             })
             .await
+    }
+
+    /// One try of RecordPayment's one-statement path (PostgreSQL): read the
+    /// contract (and the call's key), decide, and write unless the contract
+    /// ended in between. `None`: it did; try again.
+    async fn record_payment_guarded(
+        &self,
+        caller: &Caller,
+        call: &Call,
+        id: &str,
+        payment: &NewPayment,
+        now: DateTime<Utc>,
+    ) -> Option<Result<pb::RecordPaymentResponse, Error>> {
+        let (contract, replay) = match store::read_for_payment(&self.db, id, call).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return Some(Err(absent_contract(id, caller))),
+            Err(err) => return Some(Err(err)),
+        };
+        if let Some(replayed) = replay {
+            return Some(replayed);
+        }
+        let (saved, response) = match decide_payment(&contract, payment.clone(), now, &self.rules) {
+            Ok(decided) => decided,
+            Err(err) => return Some(Err(err)),
+        };
+        let event = payment_recorded(&response, now);
+        let written = store::record_payment_guarded(
+            &self.db,
+            &saved,
+            contract.end_time,
+            &event,
+            call,
+            &response,
+        )
+        .await;
+        match written {
+            Ok(true) => {
+                self.relay.poke();
+                Some(Ok(response))
+            }
+            Ok(false) => None,
+            Err(err) if single::is_key_taken(&err) => None,
+            Err(err) => Some(Err(err.into())),
+        }
     }
 
     pub(crate) async fn list_payments(

@@ -8,10 +8,14 @@ use sqlx::{Any, AssertSqlSafe, Executor, Row};
 
 use crate::error::Error;
 use crate::store::{corrupt, opt_time, time};
-use shared::db::{Backend, Page, Tx};
+use shared::db::{Backend, Db, Page, Tx};
+use shared::outbox::NewEvent;
 use shared::time::to_micros;
+use shared::writer::{Call, single};
 
 use super::rules::{Payment, PaymentKind, Refund};
+use crate::contracts::rules::Contract;
+use crate::contracts::store::{CONTRACT_COLUMNS, contract_from_row};
 use crate::domain::BillingWeek;
 
 fn kind_str(k: PaymentKind) -> &'static str {
@@ -51,6 +55,76 @@ pub async fn insert_payment(tx: &mut Tx, p: &Payment) -> Result<(), Error> {
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A contract as RecordPayment's one-statement path reads it (PostgreSQL),
+/// with the answer to a retry whose key is stored. `None`: no such contract.
+pub async fn read_for_payment<R: prost::Message + Default>(
+    db: &Db,
+    contract_id: &str,
+    call: &Call,
+) -> Result<Option<(Contract, Option<Result<R, Error>>)>, Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {CONTRACT_COLUMNS}, {} FROM contracts WHERE id = $1",
+            single::key_columns(2)
+        )
+    });
+    let query = sqlx::query(AssertSqlSafe(SQL.as_str())).bind(contract_id);
+    let Some(row) = single::bind_key(query, call)
+        .fetch_optional(db.writer())
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some((
+        contract_from_row(&row)?,
+        single::replay(&row, call)?,
+    )))
+}
+
+/// Records `p` with the contract's totals, its event and the call's key in
+/// one autocommit statement, if the contract's end is still `seen_end` (the
+/// one rule input that changes: EndContract sets it). Returns whether it
+/// was written; `false`, or [`single::is_key_taken`]'s error, means read
+/// again.
+pub async fn record_payment_guarded(
+    db: &Db,
+    p: &Payment,
+    seen_end: Option<DateTime<Utc>>,
+    event: &NewEvent,
+    call: &Call,
+    response: &impl prost::Message,
+) -> Result<bool, sqlx::Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH guard AS (UPDATE contracts SET net_paid_minor = net_paid_minor + $5, \
+             last_paid_at = CASE WHEN last_paid_at IS NULL OR last_paid_at < $6 THEN $6 \
+             ELSE last_paid_at END, updated_at = $8 \
+             WHERE id = $2 AND end_at IS NOT DISTINCT FROM $10 RETURNING id), \
+             payment AS (INSERT INTO payments (id, contract_id, kind, currency, amount_minor, \
+             refunded_minor, paid_at, memo, created_at, billing_week_start) \
+             SELECT $1, $2, $3, $4, $5, 0, $6, $7, $8, $9 FROM guard), {} \
+             SELECT COUNT(*) AS written FROM guard",
+            single::commit_terms("guard", 11)
+        )
+    });
+    let query = sqlx::query(AssertSqlSafe(SQL.as_str()))
+        .bind(&p.id)
+        .bind(&p.contract_id)
+        .bind(kind_str(p.kind))
+        .bind(&p.currency)
+        .bind(p.amount_minor)
+        .bind(to_micros(p.paid_at))
+        .bind(&p.memo)
+        .bind(to_micros(p.create_time))
+        .bind(p.billing_week.map(|w| to_micros(w.start)))
+        .bind(seen_end.map(to_micros));
+    let written: i64 = single::bind_commit(query, event, call, response)
+        .fetch_one(db.writer())
+        .await?
+        .try_get("written")?;
+    Ok(written == 1)
 }
 
 const PAYMENT_COLUMNS: &str = "id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at, \
