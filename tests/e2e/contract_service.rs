@@ -52,6 +52,22 @@ async fn app_with_contract(backend: &TestBackend) -> (TestApp, pb::Contract) {
     (app, c)
 }
 
+/// A fresh contract-service holding client-1's hourly contract with free-1
+/// at $60/h, capped at 60 minutes a week, started 2026-11-01.
+async fn app_with_capped_contract(backend: &TestBackend) -> (TestApp, pb::Contract) {
+    let app = TestApp::spawn(backend).await;
+    let c = app
+        .create_contract(pb::CreateContractRequest {
+            hourly_rate_minor: 6_000,
+            weekly_limit_minutes: 60,
+            start_time: Some(ts(at("2026-11-01T00:00:00Z"))),
+            ..terms("Capped", pb::ContractType::Hourly)
+        })
+        .await
+        .expect("contract");
+    (app, c)
+}
+
 /// free-1 logs `minutes` from `start` (RFC 3339) on `c`, which must succeed.
 async fn log(app: &TestApp, c: &pb::Contract, start: &str, minutes: i32) -> pb::TimeEntry {
     app.log_time("free-1", &c.id, at(start), minutes)
@@ -437,16 +453,7 @@ async fn overlapping_time_sent_at_once_is_accepted_once(backend: TestBackend) {
 }
 
 async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app
-        .create_contract(pb::CreateContractRequest {
-            hourly_rate_minor: 6_000,
-            weekly_limit_minutes: 60,
-            start_time: Some(ts(at("2026-11-01T00:00:00Z"))),
-            ..terms("Capped", pb::ContractType::Hourly)
-        })
-        .await
-        .expect("contract");
+    let (app, c) = app_with_capped_contract(&backend).await;
     log(&app, &c, "2026-11-17T08:00:00Z", 50).await;
     let second = log(&app, &c, "2026-11-17T09:00:00Z", 30).await;
     assert_eq!(second.billable_minutes, 10);
@@ -477,16 +484,7 @@ async fn time_over_the_weekly_limit_is_kept_but_not_billed(backend: TestBackend)
 /// order of their TimeLogged events), each answer and event bills what the
 /// limit leaves after the entries before it in both that order and the week.
 async fn time_logged_at_once_is_billed_against_what_was_logged_before(backend: TestBackend) {
-    let app = TestApp::spawn(&backend).await;
-    let c = app
-        .create_contract(pb::CreateContractRequest {
-            hourly_rate_minor: 6_000,
-            weekly_limit_minutes: 60,
-            start_time: Some(ts(at("2026-11-01T00:00:00Z"))),
-            ..terms("Capped", pb::ContractType::Hourly)
-        })
-        .await
-        .expect("contract");
+    let (app, c) = app_with_capped_contract(&backend).await;
     let app = Arc::new(app);
     let writers = 12;
     let tasks = all_at_once(&app, &c.id, writers, |app, id, i| async move {

@@ -99,7 +99,7 @@ fn decide_log_time(
     entry: NewTimeEntry,
     minutes_before: i64,
     now: DateTime<Utc>,
-) -> Result<(TimeEntry, pb::LogTimeResponse), Error> {
+) -> Result<(TimeEntry, pb::LogTimeResponse, NewEvent), Error> {
     contract.authorize_roles(caller, &[Role::Freelancer])?;
     rules::check_log_time(contract, &entry, now)?;
     let saved = TimeEntry {
@@ -119,24 +119,15 @@ fn decide_log_time(
     let response = pb::LogTimeResponse {
         time_entry: Some(entry_pb(&saved, own)),
     };
-    Ok((saved, response))
-}
-
-/// The TimeLogged event of a LogTime's answer.
-fn time_logged(response: &pb::LogTimeResponse, now: DateTime<Utc>) -> NewEvent {
-    let contract_id = response
-        .time_entry
-        .as_ref()
-        .map(|e| e.contract_id.as_str())
-        .unwrap_or_default();
-    NewEvent::of(
-        contract_id,
+    let event = NewEvent::of(
+        &saved.contract_id,
         now,
         "TimeLogged",
         pb::event::Payload::TimeLogged(pb::TimeLogged {
             time_entry: response.time_entry.clone(),
         }),
-    )
+    );
+    Ok((saved, response, event))
 }
 
 impl ContractApi {
@@ -197,12 +188,12 @@ impl ContractApi {
                     else {
                         return Err(diary_not_writable(unit.tx(), &id, &caller).await);
                     };
-                    let (saved, response) =
+                    let (saved, response, event) =
                         decide_log_time(&caller, &contract, entry, before, now)?;
                     if !store::insert_time_entry_unless_overlapping(unit.tx(), &saved).await? {
                         return Err(Error::TimeOverlap);
                     }
-                    unit.emit(time_logged(&response, now));
+                    unit.emit(event);
                     Ok(response)
                 })
             })
@@ -221,16 +212,15 @@ impl ContractApi {
         now: DateTime<Utc>,
     ) -> Option<Result<pb::LogTimeResponse, Error>> {
         let week = BillingWeek::containing(entry.start);
-        let probe = TimeEntry {
-            id: String::new(),
-            contract_id: id.to_owned(),
-            start: entry.start,
-            end: entry.end(),
-            manual: entry.manual,
-            memo: String::new(),
-            create_time: now,
-        };
-        let read = match store::read_for_log_time(&self.db, id, week.start, &probe, call).await {
+        let read = match store::read_for_log_time(
+            &self.db,
+            id,
+            week.start,
+            (entry.start, entry.end()),
+            call,
+        )
+        .await
+        {
             Ok(Some(read)) => read,
             Ok(None) => return Some(Err(absent_contract(id, caller))),
             Err(err) => return Some(Err(err)),
@@ -249,21 +239,12 @@ impl ContractApi {
             true => Err(Error::TimeOverlap),
             false => Ok(decided),
         });
-        let (saved, response) = match decided {
+        let (saved, response, event) = match decided {
             Ok(decided) => decided,
             Err(err) => return Some(Err(err)),
         };
-        let event = time_logged(&response, now);
-        match store::log_time_guarded(&self.db, read.version, &saved, &event, call, &response).await
-        {
-            Ok(true) => {
-                self.relay.poke();
-                Some(Ok(response))
-            }
-            Ok(false) => None,
-            Err(err) if single::is_key_taken(&err) => None,
-            Err(err) => Some(Err(err.into())),
-        }
+        let write = store::log_time_guarded(read.version, &saved);
+        single::write(&self.db, &self.relay, write, &event, call, response).await
     }
 
     pub(crate) async fn delete_time_entry(

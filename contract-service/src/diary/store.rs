@@ -9,7 +9,6 @@ use sqlx::{Any, AssertSqlSafe, Executor, Row};
 use crate::error::Error;
 use crate::store::{flag, time};
 use shared::db::{Backend, Db, Tx};
-use shared::outbox::NewEvent;
 use shared::time::to_micros;
 use shared::writer::{Call, single};
 
@@ -126,13 +125,13 @@ pub struct DiaryAsRead<R> {
 }
 
 /// Reads, in one autocommit statement, everything LogTime's rules need for
-/// `entry` (the contract whatever its state, so a refusal can say why) and
+/// an entry from `start` to `end` (the contract whatever its state, so a refusal can say why) and
 /// the call's stored key. `None`: no such contract.
 pub async fn read_for_log_time<R: prost::Message + Default>(
     db: &Db,
     contract_id: &str,
     week_start: DateTime<Utc>,
-    entry: &TimeEntry,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
     call: &Call,
 ) -> Result<Option<DiaryAsRead<R>>, Error> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -148,8 +147,8 @@ pub async fn read_for_log_time<R: prost::Message + Default>(
     let query = sqlx::query(AssertSqlSafe(SQL.as_str()))
         .bind(contract_id)
         .bind(to_micros(week_start))
-        .bind(to_micros(entry.start))
-        .bind(to_micros(entry.end));
+        .bind(to_micros(start))
+        .bind(to_micros(end));
     let Some(row) = single::bind_key(query, call)
         .fetch_optional(db.writer())
         .await?
@@ -166,18 +165,10 @@ pub async fn read_for_log_time<R: prost::Message + Default>(
     }))
 }
 
-/// Adds `entry`, its event and the call's key in one autocommit statement,
-/// if the diary is still unlocked and at `version` (bumping it). Returns
-/// whether it was written; `false`, or [`single::is_key_taken`]'s error,
-/// means read again.
-pub async fn log_time_guarded(
-    db: &Db,
-    version: i64,
-    entry: &TimeEntry,
-    event: &NewEvent,
-    call: &Call,
-    response: &impl prost::Message,
-) -> Result<bool, sqlx::Error> {
+/// The one-statement write of LogTime ([`single::write`] binds the event
+/// and key terms and runs it): adds `entry` if the diary is still unlocked
+/// and at `version`, bumping it.
+pub fn log_time_guarded(version: i64, entry: &TimeEntry) -> single::AnyQuery<'static> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "WITH guard AS (UPDATE contracts SET diary_version = diary_version + 1 \
@@ -190,20 +181,15 @@ pub async fn log_time_guarded(
             single::commit_terms("guard", 9)
         )
     });
-    let query = sqlx::query(AssertSqlSafe(SQL.as_str()))
-        .bind(&entry.contract_id)
+    sqlx::query(AssertSqlSafe(SQL.as_str()))
+        .bind(entry.contract_id.clone())
         .bind(version)
-        .bind(&entry.id)
+        .bind(entry.id.clone())
         .bind(to_micros(entry.start))
         .bind(to_micros(entry.end))
         .bind(i64::from(entry.manual))
-        .bind(&entry.memo)
-        .bind(to_micros(entry.create_time));
-    let written: i64 = single::bind_commit(query, event, call, response)
-        .fetch_one(db.writer())
-        .await?
-        .try_get("written")?;
-    Ok(written == 1)
+        .bind(entry.memo.clone())
+        .bind(to_micros(entry.create_time))
 }
 
 /// Adds a time entry unless it overlaps one of the contract's entries; one

@@ -64,7 +64,7 @@ fn decide_payment(
     payment: NewPayment,
     now: DateTime<Utc>,
     rules: &crate::domain::Rules,
-) -> Result<(Payment, pb::RecordPaymentResponse), Error> {
+) -> Result<(Payment, pb::RecordPaymentResponse, NewEvent), Error> {
     rules::check_payment(contract, &payment, now, rules)?;
     let saved = Payment {
         id: ids::new_id("pay"),
@@ -81,24 +81,15 @@ fn decide_payment(
     let response = pb::RecordPaymentResponse {
         payment: Some(payment_pb(&saved)),
     };
-    Ok((saved, response))
-}
-
-/// The PaymentRecorded event of a RecordPayment's answer.
-fn payment_recorded(response: &pb::RecordPaymentResponse, now: DateTime<Utc>) -> NewEvent {
-    let contract_id = response
-        .payment
-        .as_ref()
-        .map(|p| p.contract_id.as_str())
-        .unwrap_or_default();
-    NewEvent::of(
-        contract_id,
+    let event = NewEvent::of(
+        &saved.contract_id,
         now,
         "PaymentRecorded",
         pb::event::Payload::PaymentRecorded(pb::PaymentRecorded {
             payment: response.payment.clone(),
         }),
-    )
+    );
+    Ok((saved, response, event))
 }
 
 impl ContractApi {
@@ -173,9 +164,9 @@ impl ContractApi {
             .run(call, move |unit| {
                 Box::pin(async move {
                     let contract = find_contract(&mut **unit.tx(), &id, &caller).await?;
-                    let (saved, response) = decide_payment(&contract, payment, now, &rules)?;
+                    let (saved, response, event) = decide_payment(&contract, payment, now, &rules)?;
                     store::insert_payment(unit.tx(), &saved).await?;
-                    unit.emit(payment_recorded(&response, now));
+                    unit.emit(event);
                     Ok(response)
                 })
             })
@@ -201,29 +192,13 @@ impl ContractApi {
         if let Some(replayed) = replay {
             return Some(replayed);
         }
-        let (saved, response) = match decide_payment(&contract, payment.clone(), now, &self.rules) {
-            Ok(decided) => decided,
-            Err(err) => return Some(Err(err)),
-        };
-        let event = payment_recorded(&response, now);
-        let written = store::record_payment_guarded(
-            &self.db,
-            &saved,
-            contract.end_time,
-            &event,
-            call,
-            &response,
-        )
-        .await;
-        match written {
-            Ok(true) => {
-                self.relay.poke();
-                Some(Ok(response))
-            }
-            Ok(false) => None,
-            Err(err) if single::is_key_taken(&err) => None,
-            Err(err) => Some(Err(err.into())),
-        }
+        let (saved, response, event) =
+            match decide_payment(&contract, payment.clone(), now, &self.rules) {
+                Ok(decided) => decided,
+                Err(err) => return Some(Err(err)),
+            };
+        let write = store::record_payment_guarded(&saved, contract.end_time);
+        single::write(&self.db, &self.relay, write, &event, call, response).await
     }
 
     pub(crate) async fn list_payments(

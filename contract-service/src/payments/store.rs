@@ -9,7 +9,6 @@ use sqlx::{Any, AssertSqlSafe, Executor, Row};
 use crate::error::Error;
 use crate::store::{corrupt, opt_time, time};
 use shared::db::{Backend, Db, Page, Tx};
-use shared::outbox::NewEvent;
 use shared::time::to_micros;
 use shared::writer::{Call, single};
 
@@ -26,21 +25,30 @@ fn kind_str(k: PaymentKind) -> &'static str {
     }
 }
 
+/// Binds a payment's nine columns as `$1`..`$9`: id, contract, kind,
+/// currency, amount, paid, memo, created, billing week.
+fn bind_payment<'q>(query: single::AnyQuery<'q>, p: &Payment) -> single::AnyQuery<'q> {
+    query
+        .bind(p.id.clone())
+        .bind(p.contract_id.clone())
+        .bind(kind_str(p.kind))
+        .bind(p.currency.clone())
+        .bind(p.amount_minor)
+        .bind(to_micros(p.paid_at))
+        .bind(p.memo.clone())
+        .bind(to_micros(p.create_time))
+        .bind(p.billing_week.map(|w| to_micros(w.start)))
+}
+
 /// Records a payment and adds it to the contract's totals.
 pub async fn insert_payment(tx: &mut Tx, p: &Payment) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO payments (id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at, \
-         billing_week_start) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9)",
+    bind_payment(
+        sqlx::query(
+            "INSERT INTO payments (id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at, \
+             billing_week_start) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9)",
+        ),
+        p,
     )
-    .bind(&p.id)
-    .bind(&p.contract_id)
-    .bind(kind_str(p.kind))
-    .bind(&p.currency)
-    .bind(p.amount_minor)
-    .bind(to_micros(p.paid_at))
-    .bind(&p.memo)
-    .bind(to_micros(p.create_time))
-    .bind(p.billing_week.map(|w| to_micros(w.start)))
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -83,19 +91,14 @@ pub async fn read_for_payment<R: prost::Message + Default>(
     )))
 }
 
-/// Records `p` with the contract's totals, its event and the call's key in
-/// one autocommit statement, if the contract's end is still `seen_end` (the
-/// one rule input that changes: EndContract sets it). Returns whether it
-/// was written; `false`, or [`single::is_key_taken`]'s error, means read
-/// again.
-pub async fn record_payment_guarded(
-    db: &Db,
+/// The one-statement write of RecordPayment ([`single::write`] binds the
+/// event and key terms and runs it): records `p` with the contract's totals
+/// if the contract's end is still `seen_end` (the one rule input that
+/// changes: EndContract sets it).
+pub fn record_payment_guarded(
     p: &Payment,
     seen_end: Option<DateTime<Utc>>,
-    event: &NewEvent,
-    call: &Call,
-    response: &impl prost::Message,
-) -> Result<bool, sqlx::Error> {
+) -> single::AnyQuery<'static> {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "WITH guard AS (UPDATE contracts SET net_paid_minor = net_paid_minor + $5, \
@@ -109,22 +112,7 @@ pub async fn record_payment_guarded(
             single::commit_terms("guard", 11)
         )
     });
-    let query = sqlx::query(AssertSqlSafe(SQL.as_str()))
-        .bind(&p.id)
-        .bind(&p.contract_id)
-        .bind(kind_str(p.kind))
-        .bind(&p.currency)
-        .bind(p.amount_minor)
-        .bind(to_micros(p.paid_at))
-        .bind(&p.memo)
-        .bind(to_micros(p.create_time))
-        .bind(p.billing_week.map(|w| to_micros(w.start)))
-        .bind(seen_end.map(to_micros));
-    let written: i64 = single::bind_commit(query, event, call, response)
-        .fetch_one(db.writer())
-        .await?
-        .try_get("written")?;
-    Ok(written == 1)
+    bind_payment(sqlx::query(AssertSqlSafe(SQL.as_str())), p).bind(seen_end.map(to_micros))
 }
 
 const PAYMENT_COLUMNS: &str = "id, contract_id, kind, currency, amount_minor, refunded_minor, paid_at, memo, created_at, \

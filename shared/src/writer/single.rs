@@ -102,7 +102,7 @@ pub fn commit_terms(guard: &str, first: usize) -> String {
 /// Binds the parameters of [`commit_terms`]. A second request with the same
 /// key that commits first makes this statement fail with a unique violation
 /// ([`is_key_taken`]): nothing of it is written, and a new read replays.
-pub fn bind_commit<'q>(
+fn bind_commit<'q>(
     query: AnyQuery<'q>,
     event: &NewEvent,
     call: &Call,
@@ -122,8 +122,36 @@ pub fn bind_commit<'q>(
         .bind(key.map(|_| response.encode_to_vec()))
 }
 
+/// Runs a guarded write whose own parameters are bound (its statement ends
+/// `SELECT COUNT(*) AS written FROM guard`), with [`commit_terms`]' bound
+/// here, and settles it: `Some(Ok(response))` once committed (the relay is
+/// woken), `Some(Err)` for a failure, `None` when the guard matched nothing
+/// or a same-key request committed first: read again.
+pub async fn write<R: Message, E: From<sqlx::Error>>(
+    db: &crate::db::Db,
+    relay: &crate::outbox::Relay,
+    query: AnyQuery<'_>,
+    event: &NewEvent,
+    call: &Call,
+    response: R,
+) -> Option<Result<R, E>> {
+    let written = bind_commit(query, event, call, &response)
+        .fetch_one(db.writer())
+        .await
+        .and_then(|row| row.try_get::<i64, _>("written"));
+    match written {
+        Ok(1) => {
+            relay.poke();
+            Some(Ok(response))
+        }
+        Ok(_) => None,
+        Err(err) if is_key_taken(&err) => None,
+        Err(err) => Some(Err(err.into())),
+    }
+}
+
 /// Whether a guarded write failed because a concurrent request with the same
 /// key committed first (read again: the key is there now).
-pub fn is_key_taken(err: &sqlx::Error) -> bool {
+fn is_key_taken(err: &sqlx::Error) -> bool {
     crate::db::violated_constraint(err).is_some_and(|c| c.contains("idempotency_keys"))
 }
